@@ -1,0 +1,126 @@
+/*
+ * Framework internals shared by context.c (context, transports, host services, matching)
+ * and endpoint.c (publishers, subscribers, delivery). Not installed.
+ */
+#ifndef MEMCAST_FRAMEWORK_CONTEXT_H
+#define MEMCAST_FRAMEWORK_CONTEXT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include <memcast/plugin.h>
+
+#include "config.h"
+#include "loader.h"
+
+#define MC_MAX_TRANSPORTS  MC_STATS_TRANSPORTS
+#define MC_MAX_SEARCH_DIRS 32
+
+/* A loaded and initialised plugin instance. Its mc_host_ctx is the transport itself. */
+typedef struct mc_transport {
+    mc_context *ctx;
+    mc_loaded_plugin loaded;
+    const mc_plugin_descriptor *desc;
+    const mc_plugin_ops *ops;
+    mc_plugin *instance;
+    mc_plugin_limits limits;
+    mc_config_section *section;
+    mc_config_key *schema_copy; /* the plugin's schema re-laid at our stride, when it differs */
+    mc_host host;
+} mc_transport;
+
+/* An endpoint's presence on one transport. Its address is the cookie the plugin gets. */
+typedef struct mc_binding {
+    struct mc_endpoint *endpoint;
+    mc_transport *transport;
+    void *handle; /* mc_plugin_pub or mc_plugin_sub */
+    atomic_size_t connected;
+    atomic_uint_least64_t messages;
+    atomic_uint_least64_t bytes;
+    atomic_uint_least64_t dropped;
+} mc_binding;
+
+/* One matched peer of an endpoint. local is the peer when it lives in this context. */
+typedef struct mc_match {
+    mc_endpoint_id peer;
+    struct mc_endpoint *local;
+    mc_transport *transport;
+} mc_match;
+
+typedef struct mc_endpoint {
+    mc_context *ctx;
+    bool is_publisher;
+    mc_endpoint_id id;
+    char topic[MC_TOPIC_MAX + 1];
+    char *type;
+    char *encoding;
+    mc_event_fn on_event;
+    void *user;
+    mc_binding bindings[MC_MAX_TRANSPORTS];
+    size_t binding_count;
+    mc_match *matches; /* guarded by ctx->lock */
+    size_t match_count;
+    size_t match_capacity;
+    atomic_uint_least64_t messages;
+    atomic_uint_least64_t bytes;
+    atomic_uint_least64_t dropped[MC_DROP_REASONS];
+    struct mc_endpoint *next; /* in ctx->endpoints */
+} mc_endpoint;
+
+struct mc_context {
+    mc_config *config;
+    mc_config_section *framework;
+    mc_log_level log_level;
+    const char *domain;
+    uint64_t id_hi;
+    uint64_t id_lo;
+    pthread_mutex_t lock; /* recursive: endpoints, matches; events fire under it */
+    pthread_cond_t matched_changed;
+    mc_transport *transports[MC_MAX_TRANSPORTS];
+    size_t transport_count;
+    mc_endpoint *endpoints;
+    uint64_t next_serial;
+};
+
+/* Logging on behalf of the framework within a context. */
+void mc_ctx_log(const mc_context *ctx, mc_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The directories searched for plugin name, in order: the plugin section's `path`,
+ * MEMCAST_PLUGIN_PATH entries, [framework] plugin_path entries, the installed directory.
+ * Fills dirs[] with pointers into storage; returns how many. */
+size_t mc_plugin_search_dirs(const mc_config *cfg, const mc_config_section *framework,
+                             const char *name, char storage[][4096], const char *dirs[],
+                             size_t max);
+
+/* Does for one plugin file what mc_context_open does: load, validate, bind its config
+ * section (from cfg, may be NULL) and init, then tears it down. 0, or the first failure's
+ * code with mc_last_error() saying why. On success or after a successful load, *info
+ * holds the descriptor facts (name, path; desc is NOT valid after return, copy what you
+ * need through the out-params). */
+typedef struct mc_plugin_report {
+    char name[MC_PLUGIN_NAME_MAX + 1];
+    char path[4096];
+    char version[64];
+    char description[160];
+    unsigned abi_major;
+    unsigned abi_minor;
+    uint32_t roles;
+    uint32_t scopes;
+    uint32_t caps;
+    uint64_t max_message_size;
+    bool loaded; /* loaded and validated */
+    bool initialised;
+} mc_plugin_report;
+int mc_plugin_check_path(const mc_config *cfg, const char *path, mc_plugin_report *report);
+
+/* Endpoint internals (endpoint.c). */
+void mc_endpoint_free_all(mc_context *ctx);
+void mc_deliver(mc_host_ctx *hctx, void *sub_cookie, const mc_sample *sample);
+void mc_dropped(mc_host_ctx *hctx, void *cookie, mc_drop_reason reason, uint64_t count);
+
+/* True while this thread runs a memcast callback (message or event). */
+bool mc_in_callback(void);
+
+#endif
