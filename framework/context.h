@@ -89,7 +89,8 @@ void mc_ctx_log(const mc_context *ctx, mc_log_level level, const char *fmt, ...)
 
 /* The directories searched for plugin name, in order: the plugin section's `path`,
  * MEMCAST_PLUGIN_PATH entries, [framework] plugin_path entries, the installed directory.
- * Fills dirs[] with pointers into storage; returns how many. */
+ * Fills dirs[] with pointers into storage; returns how many. name may be NULL: then only
+ * the directories shared by every plugin are returned. */
 size_t mc_plugin_search_dirs(const mc_config *cfg, const mc_config_section *framework,
                              const char *name, char storage[][4096], const char *dirs[],
                              size_t max);

@@ -79,7 +79,7 @@ static int fixture_init(const mc_host *host, mc_plugin **out)
         return MC_EINTERNAL;
 #endif
     if (FIXTURE_INIT_FAILS) {
-        host->set_error(host->ctx, "init_fails: this fixture always fails to initialise");
+        host->set_error(host->ctx, "this fixture always fails to initialise");
         return MC_ETRANSPORT;
     }
     fixture_instance.host = host;
