@@ -389,10 +389,10 @@ static int endpoint_open_bindings(mc_endpoint *ep)
             char why[800];
             snprintf(why, sizeof(why), "%s", mc_last_error());
             endpoint_close_bindings(ep);
-            return mc_error_set(rc, "topic '%s': transport '%s' cannot open the %s: %s%s",
+            return mc_error_set(rc, "topic '%s': transport '%s' cannot open the %s: %s%s%s",
                                 ep->topic, tp->desc->name,
                                 ep->is_publisher ? "publisher" : "subscriber", mc_strerror(rc),
-                                why[0] ? why : "");
+                                why[0] ? ": " : "", why);
         }
         ep->binding_count++;
     }

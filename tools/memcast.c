@@ -1008,7 +1008,8 @@ static const char global_help[] =
     "  2  usage error (unknown subcommand or option)\n"
     "\nEnvironment:\n"
     "  MEMCAST_CONFIG           configuration file used when -c is not given\n"
-    "  MEMCAST_PLUGIN_PATH      colon-separated directories searched for plugins first\n"
+    "  MEMCAST_PLUGIN_PATH      colon-separated directories searched after each plugin's own "
+    "[NAME] path\n"
     "  MEMCAST_<SECTION>_<KEY>  overrides one key, e.g. MEMCAST_FRAMEWORK_LOG_LEVEL=debug\n"
     "\n'memcast SUBCOMMAND --help' shows the options of a subcommand.\n";
 

@@ -137,7 +137,11 @@ typedef struct mc_event {
     size_t matched;        /* how many peers are matched after this event */
 } mc_event;
 
-/* Called on a memcast thread; the event is valid during the call only. */
+/* Called on the thread whose call made the match change (creating or destroying an
+ * endpoint, or a transport thread when a remote peer comes or goes), with the context's
+ * registry lock held: keep it short. It may publish, and create or destroy other
+ * endpoints; it must not destroy its own endpoint, close the context or wait for matches
+ * (those return MC_EBUSY). The event is valid during the call only. */
 typedef void (*mc_event_fn)(void *user, const mc_event *event);
 
 /* ---- statistics ------------------------------------------------------------------------ */
@@ -163,9 +167,9 @@ typedef struct mc_transport_stats {
 } mc_transport_stats;
 
 typedef struct mc_stats {
-    size_t struct_size;                /* set by mc_stats_init() */
-    uint64_t messages;                 /* published, or handed to the application */
-    uint64_t bytes;                    /* payload bytes of those */
+    size_t struct_size; /* set by mc_stats_init() */
+    uint64_t messages;  /* published; or received (callback run, or queued for mc_take) */
+    uint64_t bytes;     /* payload bytes of those */
     uint64_t dropped[MC_DROP_REASONS]; /* by reason */
     size_t matched;                    /* peers matched now */
     size_t transport_count;            /* used entries of transports[] */

@@ -17,10 +17,14 @@
  * Threading contract for plugins:
  *  - init/fini and endpoint open/close are called with no framework lock held, never
  *    concurrently for the same plugin instance.
- *  - send/loan/commit may be called concurrently for different publishers, and for the
- *    same publisher from different threads (the framework serialises per publisher).
- *  - host->deliver may be called from any plugin thread, and even from inside send()
- *    (synchronous delivery); it returns quickly unless the user's callback is slow.
+ *  - pub_connect/pub_disconnect/sub_connect/sub_disconnect are called with the context's
+ *    registry lock held: do not wait there for your own delivery threads.
+ *  - send/loan/commit may be called concurrently for different publishers; the framework
+ *    serialises them per publisher and holds that publisher's lock while they run.
+ *  - host->deliver must be called from the plugin's own threads, never from inside send()
+ *    or commit(): the user's callback may create endpoints (taking the registry lock)
+ *    while an event callback holding that lock publishes, and delivering under the
+ *    publisher's lock would deadlock the two. deliver returns when the user's callback has.
  */
 #ifndef MEMCAST_PLUGIN_H
 #define MEMCAST_PLUGIN_H
