@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "context.h"
 #include "error.h"
@@ -122,6 +123,11 @@ static void host_table_fill(mc_transport *tp, const char *domain, uint64_t hi, u
     h->domain = domain;
     h->context_hi = hi;
     h->context_lo = lo;
+    h->remote = mc_host_remote;
+    h->local_endpoints = mc_host_local_endpoints;
+    if (tp->ctx != NULL)
+        memcpy(h->host_token, tp->ctx->host_token, sizeof(h->host_token));
+    h->pid = (int32_t)getpid();
 }
 
 /* ---- plugin search path and instantiation ------------------------------------------------ */
@@ -440,6 +446,8 @@ static void context_free(mc_context *ctx)
 {
     for (size_t i = ctx->transport_count; i > 0; i--)
         transport_stop(ctx->transports[i - 1]);
+    /* after the transports: until their threads are joined they may still report */
+    mc_registry_free(ctx);
     mc_config_section_free(ctx->framework);
     mc_config_free(ctx->config);
     pthread_cond_destroy(&ctx->matched_changed);
@@ -478,6 +486,7 @@ MC_API int mc_context_open(const char *config_path, mc_context **out)
         free(ctx);
         return MC_ENOMEM;
     }
+    mc_host_token_compute(ctx->host_token);
     int rc = random_id(&ctx->id_hi, &ctx->id_lo);
     if (rc == 0)
         rc = mc_config_load(config_path, &ctx->config);

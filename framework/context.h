@@ -41,10 +41,29 @@ typedef struct mc_binding {
     atomic_uint_least64_t dropped;
 } mc_binding;
 
-/* One matched peer of an endpoint. local is the peer when it lives in this context. */
+/* An endpoint of another context, as registration reported it. */
+typedef struct mc_remote {
+    mc_endpoint_id id;
+    mc_endpoint_kind kind;
+    char topic[MC_TOPIC_MAX + 1];
+    char *type;
+    char *encoding;
+    uint8_t host_token[MC_HOST_TOKEN_SIZE];
+    int32_t pid;
+    uint32_t locator_count;
+    mc_locator locators[MC_LOCATORS_MAX];
+    uint64_t messages;
+    uint64_t dropped;
+    int64_t seen_ns; /* CLOCK_MONOTONIC of the last report */
+    const struct mc_transport *reported_by;
+    struct mc_remote *next;
+} mc_remote;
+
+/* One matched peer of an endpoint: local when it lives in this context, else remote. */
 typedef struct mc_match {
     mc_endpoint_id peer;
     struct mc_endpoint *local;
+    mc_remote *remote;
     mc_transport *transport;
 } mc_match;
 
@@ -80,7 +99,9 @@ struct mc_context {
     mc_transport *transports[MC_MAX_TRANSPORTS];
     size_t transport_count;
     mc_endpoint *endpoints;
+    mc_remote *remotes;
     uint64_t next_serial;
+    uint8_t host_token[MC_HOST_TOKEN_SIZE];
 };
 
 /* Logging on behalf of the framework within a context. */
@@ -123,5 +144,30 @@ void mc_dropped(mc_host_ctx *hctx, void *cookie, mc_drop_reason reason, uint64_t
 
 /* True while this thread runs a memcast callback (message or event). */
 bool mc_in_callback(void);
+
+/* Shared by endpoint.c and registry.c; all but the first need ctx->lock. */
+mc_binding *mc_binding_for(mc_endpoint *ep, const mc_transport *tp);
+bool mc_labels_compatible(const mc_context *ctx, const char *topic, const char *type_a,
+                          const char *encoding_a, const char *type_b, const char *encoding_b);
+int mc_match_add(mc_endpoint *ep, const mc_match *match);
+void mc_match_remove(mc_endpoint *ep, const mc_endpoint_id *peer);
+void mc_fire_event(mc_endpoint *ep, mc_event_kind kind, const mc_endpoint_id *peer,
+                   const mc_transport *tp);
+
+/* Registration (registry.c). Called with ctx->lock held. */
+void mc_registry_endpoint_added(mc_context *ctx, mc_endpoint *ep);   /* match remotes, announce */
+void mc_registry_endpoint_removed(mc_context *ctx, mc_endpoint *ep); /* withdraw, unmatch */
+void mc_registry_unmatch_remote(mc_context *ctx, mc_endpoint *ep, const mc_match *m);
+void mc_registry_free(mc_context *ctx);
+/* Host services for registration plugins. */
+void mc_host_remote(mc_host_ctx *hctx, const mc_registration *reg, bool alive);
+void mc_host_local_endpoints(mc_host_ctx *hctx, void (*fn)(void *user, const mc_registration *reg),
+                             void *user);
+/* Computes the token that says "same host and IPC namespace" (see registry.c). */
+void mc_host_token_compute(uint8_t token[MC_HOST_TOKEN_SIZE]);
+
+/* For `memcast ls`: calls fn for every remote endpoint known, under the registry lock. */
+void mc_registry_visit(mc_context *ctx, void (*fn)(void *user, const mc_remote *remote),
+                       void *user);
 
 #endif

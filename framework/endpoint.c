@@ -180,8 +180,8 @@ static int label_copy(const char *what, const char *text, char **out)
 
 /* ---- events ------------------------------------------------------------------------------ */
 
-static void fire_event(mc_endpoint *ep, mc_event_kind kind, const mc_endpoint_id *peer,
-                       const mc_transport *tp)
+void mc_fire_event(mc_endpoint *ep, mc_event_kind kind, const mc_endpoint_id *peer,
+                   const mc_transport *tp)
 {
     if (ep->on_event == NULL)
         return;
@@ -196,7 +196,7 @@ static void fire_event(mc_endpoint *ep, mc_event_kind kind, const mc_endpoint_id
 
 /* ---- matching ---------------------------------------------------------------------------- */
 
-static mc_binding *binding_for(mc_endpoint *ep, const mc_transport *tp)
+mc_binding *mc_binding_for(mc_endpoint *ep, const mc_transport *tp)
 {
     for (size_t i = 0; i < ep->binding_count; i++)
         if (ep->bindings[i].transport == tp)
@@ -204,16 +204,23 @@ static mc_binding *binding_for(mc_endpoint *ep, const mc_transport *tp)
     return NULL;
 }
 
-static bool labels_compatible(const mc_endpoint *a, const mc_endpoint *b)
+/* Empty labels match anything; two set labels must be equal. */
+bool mc_labels_compatible(const mc_context *ctx, const char *topic, const char *type_a,
+                          const char *encoding_a, const char *type_b, const char *encoding_b)
 {
-    bool type_ok = !a->type[0] || !b->type[0] || strcmp(a->type, b->type) == 0;
-    bool encoding_ok = !a->encoding[0] || !b->encoding[0] || strcmp(a->encoding, b->encoding) == 0;
+    bool type_ok = !type_a[0] || !type_b[0] || strcmp(type_a, type_b) == 0;
+    bool encoding_ok = !encoding_a[0] || !encoding_b[0] || strcmp(encoding_a, encoding_b) == 0;
     if (type_ok && encoding_ok)
         return true;
-    mc_ctx_log(a->ctx, MC_LOG_WARN,
+    mc_ctx_log(ctx, MC_LOG_WARN,
                "topic '%s': not matching type '%s'/encoding '%s' with type '%s'/encoding '%s'",
-               a->topic, a->type, a->encoding, b->type, b->encoding);
+               topic, type_a, encoding_a, type_b, encoding_b);
     return false;
+}
+
+static bool labels_compatible(const mc_endpoint *a, const mc_endpoint *b)
+{
+    return mc_labels_compatible(a->ctx, a->topic, a->type, a->encoding, b->type, b->encoding);
 }
 
 /* The first transport, in configured order, that bridges endpoints of one context and on
@@ -222,14 +229,13 @@ static mc_transport *pick_local_transport(mc_context *ctx, mc_endpoint *a, mc_en
 {
     for (size_t i = 0; i < ctx->transport_count; i++) {
         mc_transport *tp = ctx->transports[i];
-        if ((tp->desc->scopes & MC_SCOPE_PROCESS) && binding_for(a, tp) && binding_for(b, tp))
+        if ((tp->desc->scopes & MC_SCOPE_PROCESS) && mc_binding_for(a, tp) && mc_binding_for(b, tp))
             return tp;
     }
     return NULL;
 }
 
-static int match_add(mc_endpoint *ep, const mc_endpoint_id *peer, mc_endpoint *local,
-                     mc_transport *tp)
+int mc_match_add(mc_endpoint *ep, const mc_match *match)
 {
     if (ep->match_count == ep->match_capacity) {
         size_t capacity = ep->match_capacity ? ep->match_capacity * 2 : 4;
@@ -239,11 +245,11 @@ static int match_add(mc_endpoint *ep, const mc_endpoint_id *peer, mc_endpoint *l
         ep->matches = grown;
         ep->match_capacity = capacity;
     }
-    ep->matches[ep->match_count++] = (mc_match){.peer = *peer, .local = local, .transport = tp};
+    ep->matches[ep->match_count++] = *match;
     return 0;
 }
 
-static void match_remove(mc_endpoint *ep, const mc_endpoint_id *peer)
+void mc_match_remove(mc_endpoint *ep, const mc_endpoint_id *peer)
 {
     for (size_t i = 0; i < ep->match_count; i++) {
         if (id_equal(&ep->matches[i].peer, peer)) {
@@ -265,8 +271,8 @@ static mc_peer peer_of(const mc_endpoint *ep)
 /* Tells the transport about a publisher/subscriber pair; both ends then count it. */
 static int connect_pair(mc_transport *tp, mc_endpoint *pub, mc_endpoint *sub)
 {
-    mc_binding *pb = binding_for(pub, tp);
-    mc_binding *sb = binding_for(sub, tp);
+    mc_binding *pb = mc_binding_for(pub, tp);
+    mc_binding *sb = mc_binding_for(sub, tp);
     mc_peer sub_peer = peer_of(sub);
     mc_peer pub_peer = peer_of(pub);
     int rc = tp->ops->pub_connect(pb->handle, &sub_peer);
@@ -284,8 +290,8 @@ static int connect_pair(mc_transport *tp, mc_endpoint *pub, mc_endpoint *sub)
 
 static void disconnect_pair(mc_transport *tp, mc_endpoint *pub, mc_endpoint *sub)
 {
-    mc_binding *pb = binding_for(pub, tp);
-    mc_binding *sb = binding_for(sub, tp);
+    mc_binding *pb = mc_binding_for(pub, tp);
+    mc_binding *sb = mc_binding_for(sub, tp);
     if (MC_HAS(tp->ops, mc_plugin_ops, sub_disconnect))
         tp->ops->sub_disconnect(sb->handle, &pub->id);
     tp->ops->pub_disconnect(pb->handle, &sub->id);
@@ -308,14 +314,16 @@ static void match_pair(mc_context *ctx, mc_endpoint *pub, mc_endpoint *sub)
                    pub->topic, tp->desc->name, mc_last_error());
         return;
     }
-    if (match_add(pub, &sub->id, sub, tp) != 0 || match_add(sub, &pub->id, pub, tp) != 0) {
-        match_remove(pub, &sub->id);
+    mc_match for_pub = {.peer = sub->id, .local = sub, .transport = tp};
+    mc_match for_sub = {.peer = pub->id, .local = pub, .transport = tp};
+    if (mc_match_add(pub, &for_pub) != 0 || mc_match_add(sub, &for_sub) != 0) {
+        mc_match_remove(pub, &sub->id);
         disconnect_pair(tp, pub, sub);
         mc_ctx_log(ctx, MC_LOG_ERROR, "topic '%s': out of memory matching", pub->topic);
         return;
     }
-    fire_event(pub, MC_EVENT_MATCHED, &sub->id, tp);
-    fire_event(sub, MC_EVENT_MATCHED, &pub->id, tp);
+    mc_fire_event(pub, MC_EVENT_MATCHED, &sub->id, tp);
+    mc_fire_event(sub, MC_EVENT_MATCHED, &pub->id, tp);
     pthread_cond_broadcast(&ctx->matched_changed);
 }
 
@@ -338,14 +346,16 @@ static void unmatch_endpoint(mc_context *ctx, mc_endpoint *ep)
 {
     while (ep->match_count > 0) {
         mc_match m = ep->matches[--ep->match_count];
-        if (m.local == NULL)
+        if (m.remote != NULL) {
+            mc_registry_unmatch_remote(ctx, ep, &m);
             continue;
+        }
         if (ep->is_publisher)
             disconnect_pair(m.transport, ep, m.local);
         else
             disconnect_pair(m.transport, m.local, ep);
-        match_remove(m.local, &ep->id);
-        fire_event(m.local, MC_EVENT_UNMATCHED, &ep->id, m.transport);
+        mc_match_remove(m.local, &ep->id);
+        mc_fire_event(m.local, MC_EVENT_UNMATCHED, &ep->id, m.transport);
     }
     pthread_cond_broadcast(&ctx->matched_changed);
 }
@@ -434,6 +444,7 @@ static int endpoint_register(mc_endpoint *ep)
     ep->next = ctx->endpoints;
     ctx->endpoints = ep;
     match_new_endpoint(ctx, ep);
+    mc_registry_endpoint_added(ctx, ep);
     pthread_mutex_unlock(&ctx->lock);
     return 0;
 }
@@ -442,6 +453,7 @@ static void endpoint_unregister(mc_endpoint *ep)
 {
     mc_context *ctx = ep->ctx;
     pthread_mutex_lock(&ctx->lock);
+    mc_registry_endpoint_removed(ctx, ep);
     unmatch_endpoint(ctx, ep);
     for (mc_endpoint **link = &ctx->endpoints; *link != NULL; link = &(*link)->next) {
         if (*link == ep) {

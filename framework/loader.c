@@ -190,6 +190,24 @@ static int check_bits(const mc_plugin_descriptor *d, const char *label)
     return 0;
 }
 
+/* Registration ops sit past the 1.0 data part of the table, so they are probed by size. */
+static int check_registration_ops(const mc_plugin_descriptor *d, const char *label)
+{
+    if (!(d->roles & MC_ROLE_REGISTRATION))
+        return 0;
+    if (!MC_HAS(d->ops, mc_plugin_ops, reg_announce))
+        return mc_error_set(MC_EABI,
+                            "%s: ops->reg_announce is missing, expected a function (required "
+                            "for MC_ROLE_REGISTRATION)",
+                            label);
+    if (!MC_HAS(d->ops, mc_plugin_ops, reg_withdraw))
+        return mc_error_set(MC_EABI,
+                            "%s: ops->reg_withdraw is missing, expected a function (required "
+                            "for MC_ROLE_REGISTRATION)",
+                            label);
+    return 0;
+}
+
 static int check_required_ops(const mc_plugin_descriptor *d, const char *label)
 {
     const mc_plugin_ops *o = d->ops;
@@ -218,7 +236,7 @@ static int check_required_ops(const mc_plugin_descriptor *d, const char *label)
             MC_EABI, "%s: ops->%s is NULL, expected a function (%s)", label, required[i].name,
             required[i].data_only ? "required for MC_ROLE_DATA" : "required of every plugin");
     }
-    return 0;
+    return check_registration_ops(d, label);
 }
 
 static const char *set_or_null(bool present)

@@ -140,6 +140,41 @@ typedef struct mc_peer {
     int32_t pid;
 } mc_peer;
 
+/* ---- registration: who publishes and subscribes what, where ---------------------------- */
+
+#define MC_LOCATOR_MAX     96 /* bytes of one transport's connection parameters */
+#define MC_LOCATORS_MAX    8  /* transports one endpoint can be reached by */
+#define MC_HOST_TOKEN_SIZE 16
+
+/* How to reach an endpoint on one transport (for shm: the publisher's memfile). */
+typedef struct mc_locator {
+    char transport[MC_PLUGIN_NAME_MAX + 1];
+    uint32_t size;
+    uint8_t data[MC_LOCATOR_MAX];
+} mc_locator;
+
+typedef enum mc_endpoint_kind {
+    MC_KIND_PUBLISHER = 1,
+    MC_KIND_SUBSCRIBER = 2,
+} mc_endpoint_kind;
+
+/* One endpoint as registration carries it between processes. Strings are NUL-terminated
+ * and borrowed for the duration of the call they are passed to. */
+typedef struct mc_registration {
+    uint32_t struct_size;
+    uint32_t kind; /* mc_endpoint_kind */
+    mc_endpoint_id id;
+    const char *topic;
+    const char *type;
+    const char *encoding;
+    uint8_t host_token[MC_HOST_TOKEN_SIZE]; /* equal tokens: same host and IPC namespace */
+    int32_t pid;
+    uint32_t locator_count;
+    const mc_locator *locators;
+    uint64_t messages; /* counters at the time of the announcement, for `memcast ls` */
+    uint64_t dropped;
+} mc_registration;
+
 /* ---- host services (framework -> plugin) ----------------------------------------------- */
 
 typedef struct mc_host_ctx mc_host_ctx; /* opaque: one per loaded plugin instance */
@@ -182,6 +217,18 @@ typedef struct mc_host {
     const char *domain;
     uint64_t context_hi;
     uint64_t context_lo;
+
+    /* Registration role. remote() reports an endpoint of another context (alive = true when
+     * it appears or changes, false when it is withdrawn, says goodbye or expires); the
+     * framework validates it, matches it and connects data transports. local_endpoints()
+     * calls fn for every endpoint of this context, with fresh counters, for periodic or
+     * requested re-announcements. Neither may be called with a plugin lock held that
+     * reg_announce or reg_withdraw also take: both take the context's registry lock. */
+    void (*remote)(mc_host_ctx *ctx, const mc_registration *reg, bool alive);
+    void (*local_endpoints)(mc_host_ctx *ctx, void (*fn)(void *user, const mc_registration *reg),
+                            void *user);
+    uint8_t host_token[MC_HOST_TOKEN_SIZE];
+    int32_t pid;
 } mc_host;
 
 /* ---- plugin operations (plugin -> framework) ------------------------------------------- */
@@ -238,8 +285,15 @@ typedef struct mc_plugin_ops {
     void (*loan_discard)(mc_plugin_pub *pub, void *buf);
 
     /* Optional (NULL): the locator a remote peer passes to connect() to reach this
-     * endpoint. Writes at most size bytes; returns the length or a negative mc_err. */
+     * endpoint. Writes at most size (MC_LOCATOR_MAX) bytes; returns the length or a
+     * negative mc_err. */
     int (*pub_locator)(mc_plugin_pub *pub, void *buf, size_t size);
+    int (*sub_locator)(mc_plugin_sub *sub, void *buf, size_t size);
+
+    /* Required for MC_ROLE_REGISTRATION, called under the registry lock: tell other
+     * contexts at once that a local endpoint appeared or changed, or went away. */
+    int (*reg_announce)(mc_plugin *plugin, const mc_registration *reg);
+    void (*reg_withdraw)(mc_plugin *plugin, const mc_registration *reg);
 } mc_plugin_ops;
 
 /* ---- the descriptor ------------------------------------------------------------------------ */

@@ -619,6 +619,15 @@ typedef struct test_plugin {
 } test_plugin;
 
 /* A valid data plugin named "good"; tests break one thing at a time. */
+static int stub_reg_announce(mc_plugin *p, const mc_registration *reg)
+{
+    return 0;
+}
+
+static void stub_reg_withdraw(mc_plugin *p, const mc_registration *reg)
+{
+}
+
 static void make_good(test_plugin *t)
 {
     memset(t, 0, sizeof(*t));
@@ -693,12 +702,29 @@ static void test_validate_each_required_op(void **state)
         /* A registration-only plugin needs no data ops, but still init, fini, limits. */
         t.desc.roles = MC_ROLE_REGISTRATION;
         t.desc.scopes = 0;
+        t.ops.reg_announce = stub_reg_announce;
+        t.ops.reg_withdraw = stub_reg_withdraw;
         int rc = mc_descriptor_validate(&t.desc, "good");
         if (i < 3)
             expect_invalid(&t, needle);
         else
             assert_int_equal(rc, 0);
     }
+}
+
+static void test_validate_registration_ops(void **state)
+{
+    test_plugin t;
+    make_good(&t);
+    t.desc.roles = MC_ROLE_DATA | MC_ROLE_REGISTRATION;
+    expect_invalid(&t, "ops->reg_announce is missing");
+    t.ops.reg_announce = stub_reg_announce;
+    expect_invalid(&t, "ops->reg_withdraw is missing");
+    t.ops.reg_withdraw = stub_reg_withdraw;
+    assert_int_equal(mc_descriptor_validate(&t.desc, "good"), 0);
+    /* set, but beyond the table the plugin declared: missing */
+    t.ops.struct_size = offsetof(mc_plugin_ops, reg_announce);
+    expect_invalid(&t, "ops->reg_announce is missing");
 }
 
 static void test_validate_zero_copy(void **state)
@@ -885,6 +911,7 @@ int main(void)
         cmocka_unit_test(test_default_dir),
         cmocka_unit_test(test_validate_good),
         cmocka_unit_test(test_validate_each_required_op),
+        cmocka_unit_test(test_validate_registration_ops),
         cmocka_unit_test(test_validate_zero_copy),
         cmocka_unit_test(test_validate_bits),
         cmocka_unit_test(test_validate_header),
