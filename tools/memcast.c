@@ -20,7 +20,7 @@
  * brings framework/config.h and loader.h from its own directory. */
 #include "context.h"
 
-enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
+#include "cli.h"
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
@@ -192,27 +192,7 @@ static void json_flags(FILE *f, uint32_t bits, const flag_name *names)
 
 /* ---- command line parsing ----------------------------------------------------------------- */
 
-typedef struct cli_global {
-    const char *config_path; /* -c FILE, or NULL for $MEMCAST_CONFIG / built-in defaults */
-} cli_global;
-
-typedef struct cli_command {
-    const char *name;
-    const char *summary;
-    const char *usage;
-    const char *help; /* options and details, printed after the usage line */
-    int (*run)(const struct cli_command *cmd, cli_global *global, int argc, char **argv);
-} cli_command;
-
 /* One option of a subcommand: a flag (sets *flag) or one that takes a value (*value). */
-typedef struct cli_option {
-    const char *long_name; /* "--json" */
-    char short_name;       /* 'c', or 0 */
-    bool *flag;
-    const char **value;
-} cli_option;
-
-typedef enum parse_result { PARSE_OK, PARSE_HELP, PARSE_USAGE } parse_result;
 
 static void print_command_help(FILE *f, const cli_command *cmd)
 {
@@ -282,9 +262,9 @@ static parse_result take_option(const cli_command *cmd, const cli_option *opt, c
 
 /* Parses the arguments after the subcommand name. Positional arguments are collected in
  * positional[] (at most max_positional; more is a usage error). */
-static parse_result parse_options(const cli_command *cmd, int argc, char **argv,
-                                  const cli_option *opts, size_t nopts, const char **positional,
-                                  size_t max_positional, size_t *npositional)
+parse_result cli_parse_options(const cli_command *cmd, int argc, char **argv,
+                               const cli_option *opts, size_t nopts, const char **positional,
+                               size_t max_positional, size_t *npositional)
 {
     size_t count = 0;
     bool options_done = false;
@@ -322,7 +302,7 @@ static parse_result parse_options(const cli_command *cmd, int argc, char **argv,
     return PARSE_OK;
 }
 
-static int parse_exit_code(parse_result r)
+int cli_parse_exit_code(parse_result r)
 {
     return r == PARSE_HELP ? EXIT_OK : EXIT_USAGE;
 }
@@ -374,9 +354,9 @@ static bool plugin_wanted(const loaded_config *lc, const char *name)
 static int run_version(const cli_command *cmd, cli_global *global, int argc, char **argv)
 {
     (void)global;
-    parse_result r = parse_options(cmd, argc, argv, NULL, 0, NULL, 0, NULL);
+    parse_result r = cli_parse_options(cmd, argc, argv, NULL, 0, NULL, 0, NULL);
     if (r != PARSE_OK)
-        return parse_exit_code(r);
+        return cli_parse_exit_code(r);
     printf("memcast %s\n", mc_version());
     printf("plugin ABI %d.%d\n", MC_PLUGIN_ABI_MAJOR, MC_PLUGIN_ABI_MINOR);
     printf("plugin directory %s\n", mc_loader_default_dir());
@@ -695,9 +675,9 @@ static int run_plugins(const cli_command *cmd, cli_global *global, int argc, cha
     bool json = false;
     const cli_option opts[] = {{"--json", 0, &json, NULL},
                                {"--config", 'c', NULL, &global->config_path}};
-    parse_result r = parse_options(cmd, argc, argv, opts, 2, NULL, 0, NULL);
+    parse_result r = cli_parse_options(cmd, argc, argv, opts, 2, NULL, 0, NULL);
     if (r != PARSE_OK)
-        return parse_exit_code(r);
+        return cli_parse_exit_code(r);
     loaded_config lc;
     if (config_open(global, &lc) != EXIT_OK)
         return EXIT_FAILED;
@@ -952,9 +932,9 @@ static int run_config(const cli_command *cmd, cli_global *global, int argc, char
     bool json = false;
     const cli_option opts[] = {{"--json", 0, &json, NULL},
                                {"--config", 'c', NULL, &global->config_path}};
-    parse_result r = parse_options(cmd, argc, argv, opts, 2, NULL, 0, NULL);
+    parse_result r = cli_parse_options(cmd, argc, argv, opts, 2, NULL, 0, NULL);
     if (r != PARSE_OK)
-        return parse_exit_code(r);
+        return cli_parse_exit_code(r);
     loaded_config lc;
     if (config_open(global, &lc) != EXIT_OK)
         return EXIT_FAILED;
@@ -1048,9 +1028,9 @@ static int run_help(const cli_command *cmd, cli_global *global, int argc, char *
     (void)global;
     const char *topic = NULL;
     size_t count = 0;
-    parse_result r = parse_options(cmd, argc, argv, NULL, 0, &topic, 1, &count);
+    parse_result r = cli_parse_options(cmd, argc, argv, NULL, 0, &topic, 1, &count);
     if (r != PARSE_OK)
-        return parse_exit_code(r);
+        return cli_parse_exit_code(r);
     if (count == 0) {
         print_global_help(stdout);
         return EXIT_OK;
