@@ -21,6 +21,7 @@
 #include "context.h"
 
 #include "cli.h"
+#include "cmd.h"
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
@@ -972,6 +973,41 @@ static const cli_command commands[] = {
      "\nExit status: 0 success, 1 the configuration is invalid or an enabled plugin did not\n"
      "load (its keys are then omitted), 2 usage error.\n",
      run_config},
+    {"ls", "List the live topics other processes announce, with endpoints, transports and rates.",
+     "memcast [-c FILE] ls [--json] [--watch] [--wait MS] [--interval MS]",
+     "\nNeeds a registration plugin (udp) in [framework] plugins. Every peer is asked to\n"
+     "announce itself; after --wait (default 200) ms a first snapshot is taken, a second one\n"
+     "--interval (default 1000) ms later, and rates are the publishers' message counts\n"
+     "between the two. For each topic: type, encoding, publishers and subscribers (host, pid,\n"
+     "messages, drops, transports offered) and the transports a publisher and a subscriber\n"
+     "share.\n"
+     "\nOptions:\n"
+     "  --json             print a JSON array, one object per topic\n"
+     "  -w, --watch        refresh in place every interval until interrupted\n"
+     "  -c, --config FILE  read FILE instead of $MEMCAST_CONFIG\n"
+     "\nExit status: 0 success, 1 no registration plugin or the context did not open, 2 usage.\n",
+     mc_cmd_ls},
+    {"pub", "Publish text (arguments or stdin lines) or generated payloads on a topic.",
+     "memcast [-c FILE] pub TOPIC [TEXT...] [--size BYTES] [--rate HZ] [--count N] [--wait N]",
+     "\nWith TEXT, publishes it once; with neither TEXT nor --size/--rate/--count, publishes\n"
+     "each line of stdin. --size, --rate or --count publish generated payloads whose every\n"
+     "byte derives from the sequence number (memcast sub --verify checks them): --count N\n"
+     "messages (default 1, or endless with --rate) of --size bytes at --rate per second\n"
+     "(default as fast as possible). Waits first until --wait subscribers (default 1) are\n"
+     "matched, at most 10 s; --wait 0 does not wait.\n"
+     "\nExit status: 0 success, 1 a publish failed or no subscriber came, 2 usage error.\n",
+     mc_cmd_pub},
+    {"sub", "Print (or verify) what arrives on a topic.",
+     "memcast [-c FILE] sub TOPIC [--count N] [--verify] [--quiet]",
+     "\nPrints each message: printable text as is, anything else as size, sequence, transport\n"
+     "and the first bytes. Ends after --count messages, or on Ctrl-C, and prints what arrived,\n"
+     "what was lost (sequence gaps), overrun and corrupt on stderr.\n"
+     "\nOptions:\n"
+     "  -n, --count N      exit 0 after N messages\n"
+     "  --verify           check every byte of payloads made by memcast pub --size\n"
+     "  -q, --quiet        do not print messages\n"
+     "\nExit status: 0 success, 1 corrupt payloads or fewer than --count messages, 2 usage.\n",
+     mc_cmd_sub},
     {"help", "Show help for memcast or for one subcommand.", "memcast help [SUBCOMMAND]", "",
      run_help},
 };

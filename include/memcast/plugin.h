@@ -294,6 +294,10 @@ typedef struct mc_plugin_ops {
      * contexts at once that a local endpoint appeared or changed, or went away. */
     int (*reg_announce)(mc_plugin *plugin, const mc_registration *reg);
     void (*reg_withdraw)(mc_plugin *plugin, const mc_registration *reg);
+
+    /* Optional (NULL), registration role: ask every other context to announce all its
+     * endpoints again now, with fresh counters (used by `memcast ls` for rates). */
+    void (*reg_refresh)(mc_plugin *plugin);
 } mc_plugin_ops;
 
 /* ---- the descriptor ------------------------------------------------------------------------ */

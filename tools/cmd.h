@@ -1,0 +1,17 @@
+/* Subcommands that live in their own files (see the table in tools/memcast.c). */
+#ifndef MEMCAST_TOOLS_CMD_H
+#define MEMCAST_TOOLS_CMD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cli.h"
+
+int mc_cmd_pub(const cli_command *cmd, cli_global *global, int argc, char **argv);
+int mc_cmd_sub(const cli_command *cmd, cli_global *global, int argc, char **argv);
+int mc_cmd_ls(const cli_command *cmd, cli_global *global, int argc, char **argv);
+
+/* Byte i of a generated payload with sequence number seq (pub --size, sub --verify). */
+unsigned char mc_cli_pattern(uint64_t seq, size_t i);
+
+#endif
