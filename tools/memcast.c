@@ -1008,6 +1008,14 @@ static const cli_command commands[] = {
      "  -q, --quiet        do not print messages\n"
      "\nExit status: 0 success, 1 corrupt payloads or fewer than --count messages, 2 usage.\n",
      mc_cmd_sub},
+    {"bench", "Measure: how fast two processes meet (discovery).",
+     "memcast [-c FILE] bench discovery [--tries N]",
+     "\nStarts a first process, then a second, --tries times (default 20) for each start\n"
+     "order, and reports median, p90 and max of the time from the second process's start to\n"
+     "the publisher matched, the subscriber matched and the first sample received. Use a\n"
+     "configuration whose plugins reach between processes (registration and a data transport).\n"
+     "\nExit status: 0 every try met, 1 some did not within 5 s, 2 usage error.\n",
+     mc_cmd_bench},
     {"help", "Show help for memcast or for one subcommand.", "memcast help [SUBCOMMAND]", "",
      run_help},
 };
