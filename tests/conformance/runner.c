@@ -978,7 +978,8 @@ static conf_verdict run_one(const options *o, conf_env *env, const conf_case *c,
     skip_reason(o, c, env->plugin, res->skip_reason, sizeof(res->skip_reason));
     if (res->skip_reason[0] != '\0')
         return res->verdict = CONF_SKIP;
-    snprintf(env->domain, sizeof(env->domain), "mcconf%ldc%03zu", (long)getpid(), index);
+    snprintf(env->domain, sizeof(env->domain), "mcconf%ldc%03u", (long)getpid(),
+             (unsigned)(index % 1000));
     report_reset(&shared->report);
     res->ran = true;
     int64_t start = conf_now_ms();
