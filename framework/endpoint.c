@@ -36,7 +36,7 @@ struct mc_msg {
 
 struct mc_publisher {
     mc_endpoint ep;            /* first: an mc_endpoint* is an mc_publisher* */
-    pthread_mutex_t send_lock; /* recursive: a synchronous transport may re-enter */
+    pthread_mutex_t send_lock; /* recursive: an event callback fired inside a send may publish */
     uint64_t seq;
     void *loan_buf;
     size_t loan_size;
@@ -70,6 +70,20 @@ static void callback_enter(const mc_endpoint *ep)
     if (callback_depth < MC_CALLBACK_NESTING)
         callback_stack[callback_depth] = ep;
     callback_depth++;
+}
+
+/* Event callbacks run under the registry lock; a plugin's close may wait for one of its
+ * threads that is itself waiting for that lock, so endpoints are not destroyed there. */
+static _Thread_local size_t event_depth;
+
+static int refuse_inside_event(const mc_endpoint *ep)
+{
+    if (event_depth == 0)
+        return 0;
+    return mc_error_set(MC_EBUSY,
+                        "topic '%s': endpoints cannot be destroyed inside an event callback "
+                        "(it runs under the registry lock); destroy it after the callback",
+                        ep->topic);
 }
 
 static void callback_leave(void)
@@ -190,7 +204,9 @@ void mc_fire_event(mc_endpoint *ep, mc_event_kind kind, const mc_endpoint_id *pe
                       .transport = tp ? tp->desc->name : "",
                       .matched = ep->match_count};
     callback_enter(ep);
+    event_depth++;
     ep->on_event(ep->user, &event);
+    event_depth--;
     callback_leave();
 }
 
@@ -554,6 +570,8 @@ MC_API int mc_publisher_destroy(mc_publisher *pub)
 {
     if (pub == NULL)
         return 0;
+    if (refuse_inside_event(&pub->ep) != 0)
+        return MC_EBUSY;
     if (in_callback_of(&pub->ep))
         return mc_error_set(MC_EBUSY,
                             "topic '%s': a publisher cannot be destroyed inside its "
@@ -964,6 +982,8 @@ MC_API int mc_subscriber_destroy(mc_subscriber *sub)
 {
     if (sub == NULL)
         return 0;
+    if (refuse_inside_event(&sub->ep) != 0)
+        return MC_EBUSY;
     if (in_callback_of(&sub->ep))
         return mc_error_set(MC_EBUSY,
                             "topic '%s': a subscriber cannot be destroyed inside its "

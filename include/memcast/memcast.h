@@ -139,9 +139,10 @@ typedef struct mc_event {
 
 /* Called on the thread whose call made the match change (creating or destroying an
  * endpoint, or a transport thread when a remote peer comes or goes), with the context's
- * registry lock held: keep it short. It may publish, and create or destroy other
- * endpoints; it must not destroy its own endpoint, close the context or wait for matches
- * (those return MC_EBUSY). The event is valid during the call only. */
+ * registry lock held: keep it short. It may publish and create endpoints; it must not
+ * destroy any endpoint, close the context or wait for matches (those return MC_EBUSY:
+ * a transport closing an endpoint may wait for its own thread, which may be waiting for
+ * the registry lock). The event is valid during the call only. */
 typedef void (*mc_event_fn)(void *user, const mc_event *event);
 
 /* ---- statistics ------------------------------------------------------------------------ */
@@ -197,8 +198,8 @@ MC_API void mc_pub_options_init(mc_pub_options *opts);
 MC_API int mc_publisher_create(mc_context *ctx, const char *topic, const mc_pub_options *opts,
                                mc_publisher **out);
 
-/* Closes the publisher; matched subscribers get MC_EVENT_UNMATCHED. May be called inside
- * a callback of another endpoint. */
+/* Closes the publisher; matched subscribers get MC_EVENT_UNMATCHED. May be called inside a
+ * message callback of another endpoint; inside any event callback it returns MC_EBUSY. */
 MC_API int mc_publisher_destroy(mc_publisher *pub);
 
 /* Sends size bytes (0 allowed). The data is copied before the call returns. Returns

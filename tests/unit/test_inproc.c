@@ -383,6 +383,44 @@ static void test_destroy_inside_own_callback_is_refused(void **state)
     collector_fini(&c);
 }
 
+typedef struct destroy_in_event {
+    mc_subscriber *victim;
+    int rc;
+    int calls;
+} destroy_in_event;
+
+static void destroy_victim(void *user, const mc_event *ev)
+{
+    destroy_in_event *d = user;
+    if (ev->kind == MC_EVENT_MATCHED && d->calls++ == 0)
+        d->rc = mc_subscriber_destroy(d->victim);
+}
+
+/* An event callback runs under the registry lock: destroying an endpoint there could wait
+ * for a transport thread that waits for that lock, so it is refused. */
+static void test_destroy_inside_event_callback_is_refused(void **state)
+{
+    mc_context *ctx = *state;
+    destroy_in_event d = {0};
+    assert_int_equal(mc_subscriber_create(ctx, "victim", NULL, &d.victim), 0);
+    mc_pub_options o;
+    mc_pub_options_init(&o);
+    o.on_event = destroy_victim;
+    o.user = &d;
+    mc_publisher *pub = NULL;
+    assert_int_equal(mc_publisher_create(ctx, "victim", &o, &pub), 0);
+    assert_int_equal(d.calls, 1);
+    assert_int_equal(d.rc, MC_EBUSY);
+    /* the victim is intact and still receives */
+    assert_int_equal(mc_publish(pub, "alive", 5), 0);
+    mc_msg *msg = NULL;
+    assert_int_equal(mc_take(d.victim, 5000, &msg), 0);
+    assert_memory_equal(mc_msg_data(msg), "alive", 5);
+    mc_msg_release(msg);
+    assert_int_equal(mc_subscriber_destroy(d.victim), 0);
+    mc_publisher_destroy(pub);
+}
+
 static void test_loan_and_commit(void **state)
 {
     mc_context *ctx = *state;
@@ -650,6 +688,7 @@ int main(void)
         cmocka_unit_test(test_unsubscribe_stops_delivery),
         cmocka_unit_test(test_callbacks_that_publish),
         cmocka_unit_test(test_destroy_inside_own_callback_is_refused),
+        cmocka_unit_test(test_destroy_inside_event_callback_is_refused),
         cmocka_unit_test(test_loan_and_commit),
         cmocka_unit_test(test_pull_mode),
         cmocka_unit_test(test_take_on_callback_subscriber_is_invalid),
