@@ -212,6 +212,12 @@ static int transport_start(mc_transport *tp, const mc_config *cfg, const char *d
         snprintf(why, sizeof(why), "%s", mc_last_error());
         mc_config_section_free(tp->section);
         tp->section = NULL;
+        /* A value the schema accepts but the plugin cannot use is a configuration error like
+         * any other: fatal, not a plugin silently skipped. */
+        if (rc == MC_ECONFIG)
+            return mc_error_set(MC_ECONFIG, "%s: [%s] %s",
+                                mc_config_file(cfg) ? mc_config_file(cfg) : "configuration",
+                                tp->desc->name, why);
         return mc_error_set(MC_EPLUGIN, "plugin '%s' (%s): init failed: %s%s%s", tp->desc->name,
                             tp->loaded.path, mc_strerror(rc ? rc : MC_EINTERNAL),
                             why[0] ? ": " : "", why);

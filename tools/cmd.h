@@ -10,6 +10,7 @@
 int mc_cmd_pub(const cli_command *cmd, cli_global *global, int argc, char **argv);
 int mc_cmd_sub(const cli_command *cmd, cli_global *global, int argc, char **argv);
 int mc_cmd_bench(const cli_command *cmd, cli_global *global, int argc, char **argv);
+int mc_cmd_clean(const cli_command *cmd, cli_global *global, int argc, char **argv);
 int mc_cmd_ls(const cli_command *cmd, cli_global *global, int argc, char **argv);
 
 /* Byte i of a generated payload with sequence number seq (pub --size, sub --verify). */

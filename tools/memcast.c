@@ -962,6 +962,15 @@ static const cli_command commands[] = {
      "\nExit status: 0 when every plugin in [framework] plugins is ok, 1 otherwise (or when the\n"
      "configuration is invalid), 2 usage error.\n",
      run_plugins},
+    {"clean", "Remove the shared-memory files that dead processes left in /dev/shm.",
+     "memcast clean [--dry-run]",
+     "\nA file is removed when its owner process (pid and start time, both in the name) no\n"
+     "longer runs; files of live processes and files that are not memcast's are never\n"
+     "touched. Every shm context does the same when it starts ([shm] reap).\n"
+     "\nOptions:\n"
+     "  -n, --dry-run      list what would be removed, remove nothing\n"
+     "\nExit status: 0 success, 1 /dev/shm cannot be read, 2 usage error.\n",
+     mc_cmd_clean},
     {"config", "Show the effective configuration and where each value comes from.",
      "memcast [-c FILE] config [--json]",
      "\nEvery key of [framework] and of each enabled plugin, with its value and its source:\n"

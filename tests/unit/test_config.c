@@ -14,6 +14,7 @@
 
 /* By path: "config.h" alone would find autoconf's build/config.h first (-I. comes first). */
 #include "../../framework/config.h"
+#include "../../framework/loader.h"
 
 #define MAX_TEMP_FILES 64
 
@@ -36,23 +37,24 @@ static const mc_config_key test_schema[] = {
     {.name = NULL},
 };
 
-/* The inproc plugin's keys as conf/memcast.ini documents them. */
-static const char *const overflow_names[] = {"block", "drop_oldest", NULL};
-static const mc_config_key inproc_documented[] = {
-    {.name = "queue_depth", .type = MC_CFG_INT, .default_value = "1024", .min = 1, .max = 1048576},
-    {.name = "queue_bytes", .type = MC_CFG_SIZE, .default_value = "256M"},
-    {.name = "overflow",
-     .type = MC_CFG_ENUM,
-     .default_value = "block",
-     .enum_values = overflow_names},
-    {.name = "block_timeout",
-     .type = MC_CFG_DURATION,
-     .default_value = "1s",
-     .min = 0,
-     .max = 3600000},
-    {.name = "max_message_size", .type = MC_CFG_SIZE, .default_value = "64M"},
-    {.name = NULL},
-};
+/* The shipped plugins whose sections conf/memcast.ini documents; their schemas are read
+ * from the built plugins themselves, so a key added to a plugin must be documented. */
+static const char *const shipped_plugins[] = {"inproc", "shm"};
+#define SHIPPED_PLUGINS (sizeof(shipped_plugins) / sizeof(shipped_plugins[0]))
+
+static const mc_config_key *shipped_schema(const char *name, mc_loaded_plugin *plugin)
+{
+    const char *dirs[8];
+    size_t ndirs = 0;
+    static char paths[4096];
+    const char *env = getenv("MEMCAST_PLUGIN_PATH");
+    snprintf(paths, sizeof(paths), "%s", env ? env : "");
+    for (char *dir = strtok(paths, ":"); dir != NULL && ndirs < 8; dir = strtok(NULL, ":"))
+        dirs[ndirs++] = dir;
+    if (mc_loader_open(name, dirs, ndirs, plugin) != 0)
+        fail_msg("plugin '%s': %s", name, mc_last_error());
+    return plugin->desc->config;
+}
 
 #define assert_error_has(fragment) check_error_has((fragment), __FILE__, __LINE__)
 
@@ -298,13 +300,18 @@ static void shipped_file_loads(void **state)
     if (rc != 0)
         print_error("%s\n", mc_last_error());
     assert_int_equal(rc, 0);
-    assert_int_equal(mc_config_section_count(cfg), 2);
+    assert_int_equal(mc_config_section_count(cfg), 1 + SHIPPED_PLUGINS);
     assert_string_equal(mc_config_section_name(cfg, 0), "framework");
-    assert_string_equal(mc_config_section_name(cfg, 1), "inproc");
     mc_config_section *fw = bind_ok(cfg, "framework", mc_framework_schema);
     mc_config_section_free(fw);
-    mc_config_section *inproc = bind_ok(cfg, "inproc", inproc_documented);
-    mc_config_section_free(inproc);
+    for (size_t i = 0; i < SHIPPED_PLUGINS; i++) {
+        assert_string_equal(mc_config_section_name(cfg, i + 1), shipped_plugins[i]);
+        mc_loaded_plugin plugin;
+        mc_config_section *sec =
+            bind_ok(cfg, shipped_plugins[i], shipped_schema(shipped_plugins[i], &plugin));
+        mc_config_section_free(sec);
+        mc_loader_close(&plugin);
+    }
     mc_config_free(cfg);
 }
 
@@ -346,10 +353,15 @@ static void shipped_file_documents_defaults(void **state)
     mc_config_section *fw = bind_ok(cfg, "framework", mc_framework_schema);
     assert_documented_defaults(fw, mc_framework_schema);
     mc_config_section_free(fw);
-    mc_config_section *inproc = bind_ok(cfg, "inproc", inproc_documented);
-    assert_documented_defaults(inproc, inproc_documented);
-    assert_documented_defaults(inproc, mc_plugin_reserved_schema);
-    mc_config_section_free(inproc);
+    for (size_t i = 0; i < SHIPPED_PLUGINS; i++) {
+        mc_loaded_plugin plugin;
+        const mc_config_key *schema = shipped_schema(shipped_plugins[i], &plugin);
+        mc_config_section *sec = bind_ok(cfg, shipped_plugins[i], schema);
+        assert_documented_defaults(sec, schema);
+        assert_documented_defaults(sec, mc_plugin_reserved_schema);
+        mc_config_section_free(sec);
+        mc_loader_close(&plugin);
+    }
     mc_config_free(cfg);
 }
 

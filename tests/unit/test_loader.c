@@ -218,9 +218,14 @@ static void test_inproc_loads(void **state)
 {
     const char *path = getenv("MEMCAST_PLUGIN_PATH");
     assert_non_null(path);
-    const char *dirs[] = {path};
+    char copy[4096];
+    snprintf(copy, sizeof(copy), "%s", path);
+    const char *dirs[8];
+    size_t ndirs = 0;
+    for (char *dir = strtok(copy, ":"); dir != NULL && ndirs < 8; dir = strtok(NULL, ":"))
+        dirs[ndirs++] = dir;
     mc_loaded_plugin p;
-    int rc = mc_loader_open("inproc", dirs, 1, &p);
+    int rc = mc_loader_open("inproc", dirs, ndirs, &p);
     if (rc != 0)
         fail_msg("inproc: %d: %s", rc, mc_last_error());
     assert_string_equal(p.desc->name, "inproc");

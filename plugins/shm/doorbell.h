@@ -1,0 +1,35 @@
+/*
+ * Doorbells: one small segment per subscribing plugin instance, holding a futex word that
+ * publishers bump on every commit and a flag that says whether waking is needed. Also the
+ * futex calls the writer uses to wait for readers' cursors.
+ */
+#ifndef MEMCAST_SHM_DOORBELL_H
+#define MEMCAST_SHM_DOORBELL_H
+
+#include <stdint.h>
+
+#include "layout.h"
+
+#define MC_SHM_BELL_SIZE 4096u
+
+/* Waits while *word == expected: at most timeout_ns (negative: no limit). Returns at once
+ * when the word already differs. Spurious returns are possible: callers re-check. */
+void mc_shm_futex_wait(_Atomic uint32_t *word, uint32_t expected, int64_t timeout_ns);
+
+/* Wakes every waiter on word (in any process that maps it). */
+void mc_shm_futex_wake(_Atomic uint32_t *word);
+
+/* Creates and maps the doorbell name with exactly mode. Negative mc_err with err set. */
+int mc_shm_bell_create(const char *name, unsigned mode, uint64_t context_hi, uint64_t context_lo,
+                       mc_shm_bell **out, char *err, size_t err_size);
+
+/* Maps another instance's doorbell after checking it, and that its owner is owner_pid. */
+int mc_shm_bell_open(const char *name, int32_t owner_pid, mc_shm_bell **out, char *err,
+                     size_t err_size);
+
+void mc_shm_bell_unmap(mc_shm_bell *bell);
+
+/* A publisher committed: bump the word, and wake the owner only when it may sleep. */
+void mc_shm_bell_ring(mc_shm_bell *bell);
+
+#endif

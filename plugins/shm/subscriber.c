@@ -1,0 +1,690 @@
+/*
+ * The subscriber side: one doorbell and one wait thread per instance, reading every
+ * publisher segment its subscribers are attached to.
+ *
+ * The wait thread sleeps on its doorbell only after saying so (sleeping = 1) and looking
+ * at every publisher once more, so a commit is never slept through; publishers wake it
+ * only when it sleeps. A FUTEX_WAIT timeout (1 s, only while attached to someone) is a
+ * safety net that also lets it notice publishers that died.
+ *
+ * An attachment (one subscriber, one publisher) is read with no lock held: while the
+ * thread has it (busy) nobody frees it; sub_disconnect and sub_close only mark it, and
+ * sub_close waits for the batch in flight to end.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shm.h"
+
+#define SAFETY_WAIT_NS    INT64_C(1000000000)
+#define LIVENESS_EVERY_NS INT64_C(1000000000)
+#define MAX_SEGMENT_SIZE  (UINT64_C(1) << 52)
+#define FOLLOW_ATTEMPTS   64
+
+struct shm_sub {
+    mc_plugin *plugin;
+    void *cookie;
+    mc_endpoint_id id;
+    char topic[MC_TOPIC_MAX + 1];
+    unsigned in_flight; /* batches being delivered; instance lock */
+    atomic_bool closing;
+    shm_sub *next;
+};
+
+/* One mapped generation of a publisher. */
+typedef struct mapping {
+    uint32_t gen;
+    unsigned char *base;
+    uint64_t size;
+    mc_shm_geometry geo;
+    mc_shm_expect expect;
+} mapping;
+
+struct shm_att {
+    shm_sub *sub;
+    mc_endpoint_id pub_id;
+    int32_t pub_pid;
+    uint64_t pub_start_time;
+    char base_name[MC_SHM_NAME_MAX + 1]; /* the segment name before "-g<generation>" */
+    mapping m;
+    mc_shm_reader reader;
+    int entry; /* our subscriber table entry in m, or -1 */
+    uint32_t ticket;
+    uint32_t table_version;
+    bool table_searched;
+    bool busy;          /* the wait thread reads it now; instance lock */
+    atomic_bool detach; /* free it when the thread is done; set under the instance lock */
+    atomic_bool owner_gone;
+    bool finished; /* nothing more will come: closed, gone, or dropped as corrupt */
+    shm_att *next;
+};
+
+static _Thread_local bool on_wait_thread;
+
+bool mc_shm_on_wait_thread(void)
+{
+    return on_wait_thread;
+}
+
+static int64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void log_at(mc_plugin *p, mc_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void log_at(mc_plugin *p, mc_log_level level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    p->host->vlog(p->host->ctx, level, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- mappings ------------------------------------------------------------------------------ */
+
+static void mapping_close(mapping *m)
+{
+    if (m->base != NULL)
+        munmap(m->base, (size_t)m->size);
+    m->base = NULL;
+}
+
+/* Readers cannot write payload: a callback that scribbles on a message faults instead of
+ * corrupting what other subscribers read. */
+static void protect_payload(mapping *m)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    if (page > 0 && m->geo.slots_offset % (uint64_t)page == 0)
+        mprotect(m->base + m->geo.slots_offset, (size_t)(m->size - m->geo.slots_offset), PROT_READ);
+}
+
+static int mapping_open(const shm_att *att, uint32_t gen, mapping *m, char *err, size_t err_size)
+{
+    char name[MC_SHM_NAME_MAX + 1];
+    memset(m, 0, sizeof(*m));
+    if (mc_shm_segment_name(name, sizeof(name), att->base_name, gen) < 0) {
+        snprintf(err, err_size, "generation %u: name too long", gen);
+        return MC_EINVAL;
+    }
+    void *base = NULL;
+    uint64_t size = 0;
+    int rc = mc_shm_segment_open(name, sizeof(mc_shm_header), MAX_SEGMENT_SIZE, &base, &size, err,
+                                 err_size);
+    if (rc != 0)
+        return rc;
+    m->gen = gen;
+    m->base = base;
+    m->size = size;
+    m->expect = (mc_shm_expect){
+        .generation = gen, .publisher = att->pub_id, .owner_pid = att->pub_pid, .file_size = size};
+    const char *problem = mc_shm_header_check(m->base, &m->expect, &m->geo);
+    if (problem != NULL) {
+        snprintf(err, err_size, "segment %s: %s", name, problem);
+        mapping_close(m);
+        return MC_EINVAL;
+    }
+    protect_payload(m);
+    return 0;
+}
+
+static uint32_t next_generation_of(const mapping *m)
+{
+    return atomic_load_explicit(&mc_shm_hdr(m->base)->next_generation, memory_order_acquire);
+}
+
+/* The newest generation: the anchor (generation 0) names it; if it was replaced since,
+ * its next_generation leads on. A generation may vanish between reading its number and
+ * opening it (the publisher grew again and removed it): then ask the anchor again. */
+static int mapping_open_newest(const shm_att *att, mapping *out, char *err, size_t err_size)
+{
+    mapping cur;
+    int rc = mapping_open(att, 0, &cur, err, err_size);
+    uint32_t next = rc == 0 ? atomic_load_explicit(&mc_shm_hdr(cur.base)->newest_generation,
+                                                   memory_order_acquire)
+                            : 0;
+    for (int step = 0; rc == 0 && step < FOLLOW_ATTEMPTS; step++) {
+        if (next == 0) {
+            *out = cur;
+            return 0;
+        }
+        mapping m;
+        rc = next > cur.gen ? mapping_open(att, next, &m, err, err_size) : MC_EINVAL;
+        if (rc == MC_EINVAL && next <= cur.gen)
+            snprintf(err, err_size, "generation %u does not follow %u", next, cur.gen);
+        mapping_close(&cur);
+        if (rc == 0) {
+            cur = m;
+            next = next_generation_of(&cur);
+        } else if (rc == MC_ENOENT && (rc = mapping_open(att, 0, &cur, err, err_size)) == 0) {
+            next = atomic_load_explicit(&mc_shm_hdr(cur.base)->newest_generation,
+                                        memory_order_acquire);
+        }
+    }
+    if (rc != 0)
+        return rc;
+    mapping_close(&cur);
+    snprintf(err, err_size,
+             "the publisher replaced its segment more than %d times while we opened it",
+             FOLLOW_ATTEMPTS);
+    return MC_EAGAIN;
+}
+
+static void att_free(shm_att *att)
+{
+    mapping_close(&att->m);
+    free(att);
+}
+
+/* ---- the subscriber table ------------------------------------------------------------------ */
+
+static mc_shm_entry *att_entry(shm_att *att)
+{
+    return mc_shm_entry_of(att->m.base, &att->m.geo, (uint32_t)att->entry);
+}
+
+/* The 48-bit cursor of an entry as a full message number near written. */
+static uint64_t cursor_near(uint64_t word, uint64_t written)
+{
+    uint64_t value = (written & ~MC_SHM_CURSOR_MASK) | (word & MC_SHM_CURSOR_MASK);
+    return value > written && value >= MC_SHM_CURSOR_MASK + 1 ? value - (MC_SHM_CURSOR_MASK + 1)
+                                                              : value;
+}
+
+static void att_report_cursor(shm_att *att)
+{
+    if (att->entry >= 0 && !mc_shm_entry_advance(att->m.base, &att->m.geo, (uint32_t)att->entry,
+                                                 att->ticket, att->reader.cursor))
+        att->entry = -1; /* the publisher took the entry back */
+}
+
+/* Looks for the entry the publisher made for us, when the table changed since we last
+ * looked. Returns its cursor (where the publisher matched us) or UINT64_MAX. The caller
+ * then reports its own cursor (which only ever raises the entry's). */
+static uint64_t att_adopt_entry(shm_att *att)
+{
+    mc_shm_header *h = mc_shm_hdr(att->m.base);
+    uint32_t version = atomic_load(&h->table_version);
+    if (att->entry >= 0 || (att->table_searched && version == att->table_version))
+        return UINT64_MAX;
+    att->table_version = version;
+    att->table_searched = true;
+    int index = mc_shm_table_find(att->m.base, &att->m.geo, &att->sub->id, &att->ticket);
+    if (index < 0)
+        return UINT64_MAX;
+    att->entry = index;
+    mc_shm_entry *e = att_entry(att);
+    atomic_store_explicit(&e->gen, att->m.gen, memory_order_relaxed);
+    return cursor_near(atomic_load(&e->cursor), atomic_load(&h->write_seq));
+}
+
+/* After the publisher gave up waiting for us (ack_timeout), we hold it back again once we
+ * have caught up. */
+static void att_maybe_rejoin(mc_plugin *p, shm_att *att)
+{
+    if (att->entry < 0 || !(__atomic_load_n(&mc_shm_hdr(att->m.base)->flags, __ATOMIC_RELAXED) &
+                            MC_SHM_FLAG_RELIABLE))
+        return;
+    mc_shm_entry *e = att_entry(att);
+    uint32_t dropped = MC_SHM_ENTRY_DROPPED;
+    if ((atomic_load(&e->ticket) & 0xffffu) != att->ticket ||
+        !atomic_compare_exchange_strong(&e->state, &dropped, MC_SHM_ENTRY_ACTIVE))
+        return;
+    atomic_fetch_add(&mc_shm_hdr(att->m.base)->table_version, 1);
+    log_at(p, MC_LOG_INFO, "topic '%s': caught up with the publisher in pid %d: reliable again",
+           att->sub->topic, (int)att->pub_pid);
+}
+
+/* ---- reading one attachment ---------------------------------------------------------------- */
+
+static void att_finish(shm_att *att)
+{
+    att->finished = true;
+    mapping_close(&att->m);
+}
+
+static void att_drop(mc_plugin *p, shm_att *att, const char *problem)
+{
+    log_at(p, MC_LOG_ERROR,
+           "topic '%s': the segment of the publisher in pid %d (%s-g%u) is corrupt: %s; "
+           "no longer reading it",
+           att->sub->topic, (int)att->pub_pid, att->base_name, att->m.gen, problem);
+    att_finish(att);
+}
+
+static void report_lost(mc_plugin *p, shm_att *att, uint64_t lost)
+{
+    if (lost > 0)
+        p->host->dropped(p->host->ctx, att->sub->cookie, MC_DROP_OVERRUN, lost);
+}
+
+/* Moves to the generation that replaced the one read to its end. */
+static void att_follow(mc_plugin *p, shm_att *att, uint32_t next)
+{
+    char err[600];
+    mapping m;
+    int rc = next > att->m.gen ? mapping_open(att, next, &m, err, sizeof(err)) : MC_EINVAL;
+    if (rc == MC_ENOENT) /* replaced again and removed: go to the newest */
+        rc = mapping_open_newest(att, &m, err, sizeof(err));
+    else if (rc == MC_EINVAL && next <= att->m.gen)
+        snprintf(err, sizeof(err), "next generation %u does not follow %u", next, att->m.gen);
+    if (rc != 0) {
+        att_drop(p, att, err);
+        return;
+    }
+    uint64_t base_seq = __atomic_load_n(&mc_shm_hdr(m.base)->base_seq, __ATOMIC_RELAXED);
+    if (base_seq < att->reader.cursor) {
+        mapping_close(&m);
+        att_drop(p, att, "a new generation starts before the end of the previous one");
+        return;
+    }
+    report_lost(p, att, base_seq - att->reader.cursor);
+    mapping_close(&att->m);
+    att->m = m;
+    att->reader.base = m.base;
+    att->reader.geo = m.geo;
+    att->reader.cursor = base_seq;
+    att->entry = -1;
+    att->table_searched = false;
+    att_adopt_entry(att);
+    att_report_cursor(att);
+}
+
+static void unlink_publisher_files(const shm_att *att)
+{
+    char name[MC_SHM_NAME_MAX + 1];
+    if (mc_shm_segment_name(name, sizeof(name), att->base_name, att->m.gen) >= 0)
+        shm_unlink(name);
+    if (mc_shm_segment_name(name, sizeof(name), att->base_name, 0) >= 0)
+        shm_unlink(name);
+}
+
+/* Everything written was read: follow a new generation, or finish when the publisher
+ * closed or died. True when something changed. */
+static bool att_at_end(mc_plugin *p, shm_att *att)
+{
+    mc_shm_header *h = mc_shm_hdr(att->m.base);
+    uint32_t next = next_generation_of(&att->m);
+    bool closed = atomic_load_explicit(&h->closed, memory_order_acquire) != 0;
+    bool gone = atomic_load(&att->owner_gone);
+    /* the flags were read first: a message committed before them is visible now */
+    if (atomic_load_explicit(&h->write_seq, memory_order_acquire) != att->reader.cursor)
+        return true;
+    if (next != 0) {
+        att_follow(p, att, next);
+        return true;
+    }
+    if (closed || gone) {
+        if (gone) {
+            unlink_publisher_files(att);
+            log_at(p, MC_LOG_INFO,
+                   "topic '%s': the publisher in pid %d is gone; removed its segment",
+                   att->sub->topic, (int)att->pub_pid);
+        }
+        att_finish(att);
+        return true;
+    }
+    att_maybe_rejoin(p, att);
+    return false;
+}
+
+static bool att_stopping(shm_att *att)
+{
+    return atomic_load(&att->sub->closing) || atomic_load(&att->detach);
+}
+
+/* Delivers what the publisher wrote, at most one ring's worth so that other publishers
+ * get their turn. True when anything happened. */
+static bool att_process(mc_plugin *p, shm_att *att)
+{
+    const char *problem = mc_shm_header_recheck(att->m.base, &att->m.geo, &att->m.expect);
+    if (problem != NULL) {
+        att_drop(p, att, problem);
+        return true;
+    }
+    if (att_adopt_entry(att) != UINT64_MAX)
+        att_report_cursor(att);
+    for (uint32_t budget = att->m.geo.ring_slots; budget > 0 && !att_stopping(att); budget--) {
+        mc_sample sample;
+        uint64_t lost = 0;
+        switch (mc_shm_reader_begin(&att->reader, &sample, &lost, &problem)) {
+        case MC_SHM_READ_NONE:
+            return att_at_end(p, att) || budget < att->m.geo.ring_slots;
+        case MC_SHM_READ_LOST:
+            report_lost(p, att, lost);
+            break;
+        case MC_SHM_READ_CORRUPT:
+            att_drop(p, att, problem);
+            return true;
+        case MC_SHM_READ_MESSAGE:
+            p->host->deliver(p->host->ctx, att->sub->cookie, &sample);
+            report_lost(p, att, mc_shm_reader_end(&att->reader) ? 1 : 0);
+            att_report_cursor(att);
+            break;
+        }
+    }
+    return true;
+}
+
+/* ---- the wait thread ------------------------------------------------------------------------ */
+
+static void att_unlink_locked(mc_plugin *p, shm_att *att)
+{
+    for (shm_att **link = &p->atts; *link != NULL; link = &(*link)->next) {
+        if (*link == att) {
+            *link = att->next;
+            return;
+        }
+    }
+}
+
+/* One pass over every attachment. True when any made progress. */
+static bool scan_all(mc_plugin *p)
+{
+    bool progress = false;
+    size_t live = 0;
+    pthread_mutex_lock(&p->lock);
+    for (shm_att *att = p->atts; att != NULL;) {
+        if (att->finished || att->busy || att_stopping(att)) {
+            att = att->next;
+            continue;
+        }
+        live++;
+        att->busy = true;
+        att->sub->in_flight++;
+        pthread_mutex_unlock(&p->lock);
+        progress |= att_process(p, att);
+        pthread_mutex_lock(&p->lock);
+        att->busy = false;
+        att->sub->in_flight--;
+        pthread_cond_broadcast(&p->idle);
+        shm_att *next = att->next;
+        if (atomic_load(&att->detach)) {
+            att_unlink_locked(p, att);
+            att_free(att);
+        }
+        att = next;
+    }
+    p->live_atts = live;
+    pthread_mutex_unlock(&p->lock);
+    return progress;
+}
+
+/* Publishers that died without closing: read what they left, then let go. */
+static void check_publishers(mc_plugin *p)
+{
+    pthread_mutex_lock(&p->lock);
+    for (shm_att *att = p->atts; att != NULL; att = att->next)
+        if (!att->finished && !mc_shm_owner_alive(att->pub_pid, att->pub_start_time))
+            atomic_store(&att->owner_gone, true);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Keeps looking for up to spin_us before the thread sleeps (spin_us = 0: never). */
+static bool spin_found_work(mc_plugin *p)
+{
+    if (p->cfg.spin_us <= 0 || p->live_atts == 0)
+        return false;
+    int64_t until = monotonic_ns() + p->cfg.spin_us * 1000;
+    while (monotonic_ns() < until && !atomic_load(&p->stopping))
+        if (scan_all(p))
+            return true;
+    return false;
+}
+
+static void *wait_thread(void *arg)
+{
+    mc_plugin *p = arg;
+    mc_shm_bell *bell = p->bell;
+    on_wait_thread = true;
+    p->last_liveness_ns = monotonic_ns();
+    while (!atomic_load(&p->stopping)) {
+        int64_t now = monotonic_ns();
+        if (now - p->last_liveness_ns >= LIVENESS_EVERY_NS) {
+            p->last_liveness_ns = now;
+            check_publishers(p);
+        }
+        if (scan_all(p) || spin_found_work(p))
+            continue;
+        atomic_store(&bell->sleeping, 1);
+        uint32_t seen = atomic_load(&bell->ring);
+        if (!scan_all(p) && !atomic_load(&p->stopping))
+            mc_shm_futex_wait(&bell->ring, seen, p->live_atts > 0 ? SAFETY_WAIT_NS : -1);
+        atomic_store(&bell->sleeping, 0);
+    }
+    return NULL;
+}
+
+static void wake_thread(mc_plugin *p)
+{
+    atomic_fetch_add(&p->bell->ring, 1);
+    mc_shm_futex_wake(&p->bell->ring);
+}
+
+static int subscriber_side_start(mc_plugin *p)
+{
+    if (p->thread_running)
+        return 0;
+    const mc_host *h = p->host;
+    if (mc_shm_bell_name(p->bell_name, sizeof(p->bell_name), p->domain_hash, getpid(),
+                         mc_shm_self_start_time(), (uint32_t)h->context_lo, p->instance) < 0 ||
+        strlen(p->bell_name) > MC_LOCATOR_MAX)
+        return mc_shm_fail(p, MC_EINVAL, "cannot build a doorbell name");
+    char err[600];
+    int rc = mc_shm_bell_create(p->bell_name, p->cfg.mode, h->context_hi, h->context_lo, &p->bell,
+                                err, sizeof(err));
+    if (rc != 0)
+        return mc_shm_fail(p, rc, "doorbell: %s", err);
+    rc = pthread_create(&p->thread, NULL, wait_thread, p);
+    if (rc != 0) {
+        mc_shm_bell_unmap(p->bell);
+        shm_unlink(p->bell_name);
+        p->bell = NULL;
+        return mc_shm_fail(p, MC_ETRANSPORT, "cannot start the wait thread: %s", strerror(rc));
+    }
+    p->thread_running = true;
+    return 0;
+}
+
+void mc_shm_subscriber_side_stop(mc_plugin *p)
+{
+    if (!p->thread_running)
+        return;
+    atomic_store(&p->stopping, true);
+    wake_thread(p);
+    pthread_join(p->thread, NULL);
+    p->thread_running = false;
+    while (p->atts != NULL) { /* every subscriber was closed first: a leak guard */
+        shm_att *att = p->atts;
+        p->atts = att->next;
+        att_free(att);
+    }
+    mc_shm_bell_unmap(p->bell);
+    shm_unlink(p->bell_name);
+    p->bell = NULL;
+}
+
+/* ---- subscriber ops ------------------------------------------------------------------------- */
+
+int mc_shm_sub_open(mc_plugin *p, const mc_endpoint_info *info, void *cookie, mc_plugin_sub **out)
+{
+    int rc = subscriber_side_start(p);
+    if (rc != 0)
+        return rc;
+    shm_sub *sub = calloc(1, sizeof(*sub));
+    if (sub == NULL)
+        return MC_ENOMEM;
+    sub->plugin = p;
+    sub->cookie = cookie;
+    sub->id = info->id;
+    snprintf(sub->topic, sizeof(sub->topic), "%s", info->topic);
+    atomic_init(&sub->closing, false);
+    pthread_mutex_lock(&p->lock);
+    sub->next = p->subs;
+    p->subs = sub;
+    pthread_mutex_unlock(&p->lock);
+    *out = (mc_plugin_sub *)sub;
+    return 0;
+}
+
+/* Frees what the thread is not reading now; marks the rest for the thread to free. */
+static void att_release_locked(mc_plugin *p, shm_att *att)
+{
+    atomic_store(&att->detach, true);
+    if (!att->busy) {
+        att_unlink_locked(p, att);
+        att_free(att);
+    }
+}
+
+static void sub_unlink_locked(mc_plugin *p, shm_sub *sub)
+{
+    for (shm_sub **link = &p->subs; *link != NULL; link = &(*link)->next) {
+        if (*link == sub) {
+            *link = sub->next;
+            return;
+        }
+    }
+}
+
+void mc_shm_sub_close(mc_plugin_sub *handle)
+{
+    shm_sub *sub = (shm_sub *)handle;
+    mc_plugin *p = sub->plugin;
+    pthread_mutex_lock(&p->lock);
+    atomic_store(&sub->closing, true);
+    for (shm_att *att = p->atts, *next; att != NULL; att = next) {
+        next = att->next;
+        if (att->sub == sub)
+            att_release_locked(p, att);
+    }
+    /* The contract: no deliver() for sub after we return. On the wait thread itself we
+     * are inside another subscriber's callback, so sub has nothing in flight. */
+    while (sub->in_flight > 0 && !pthread_equal(pthread_self(), p->thread))
+        pthread_cond_wait(&p->idle, &p->lock);
+    sub_unlink_locked(p, sub);
+    pthread_mutex_unlock(&p->lock);
+    free(sub);
+}
+
+int mc_shm_sub_locator(mc_plugin_sub *handle, void *buf, size_t size)
+{
+    shm_sub *sub = (shm_sub *)handle;
+    size_t len = strlen(sub->plugin->bell_name);
+    if (len > size)
+        return MC_ENOSPC;
+    memcpy(buf, sub->plugin->bell_name, len);
+    return (int)len;
+}
+
+/* The publisher's locator: its generation-0 segment name, not NUL-terminated. */
+static int publisher_name(mc_plugin *p, const mc_peer *peer, char *name, size_t size,
+                          mc_shm_name_info *info)
+{
+    if (peer->locator == NULL || peer->locator_size == 0 || peer->locator_size >= size)
+        return mc_shm_fail(p, MC_EINVAL, "topic '%s': the publisher gave no shm segment name",
+                           peer->topic);
+    memcpy(name, peer->locator, peer->locator_size);
+    name[peer->locator_size] = '\0';
+    if (strlen(name) != peer->locator_size || name[0] != '/' || !mc_shm_name_parse(name, info) ||
+        info->is_bell || info->generation != 0 || info->domain_hash != p->domain_hash ||
+        info->pid != peer->pid)
+        return mc_shm_fail(p, MC_EINVAL,
+                           "topic '%s': '%.100s' is not the segment of a publisher in pid %d of "
+                           "this domain",
+                           peer->topic, name, (int)peer->pid);
+    return 0;
+}
+
+/* Where reading starts: where the publisher matched us, if it did already (nothing sent
+ * since is missed), else at what it writes next. */
+static void att_place_cursor(mc_plugin *p, shm_att *att)
+{
+    mc_shm_header *h = mc_shm_hdr(att->m.base);
+    uint64_t written = atomic_load(&h->write_seq);
+    uint64_t base_seq = __atomic_load_n(&h->base_seq, __ATOMIC_RELAXED);
+    att->reader.cursor = written;
+    uint64_t joined = att_adopt_entry(att);
+    if (joined != UINT64_MAX && joined <= written) {
+        if (joined < base_seq) { /* matched in a generation that is gone */
+            report_lost(p, att, base_seq - joined);
+            joined = base_seq;
+        }
+        att->reader.cursor = joined;
+    }
+    att_report_cursor(att);
+}
+
+static int att_attach(mc_plugin *p, shm_att *att)
+{
+    char err[600];
+    int rc = mapping_open_newest(att, &att->m, err, sizeof(err));
+    if (rc != 0)
+        return mc_shm_fail(p, rc, "topic '%s': %s", att->sub->topic, err);
+    att->pub_start_time =
+        __atomic_load_n(&mc_shm_hdr(att->m.base)->owner_start_time, __ATOMIC_RELAXED);
+    if (!mc_shm_owner_alive(att->pub_pid, att->pub_start_time)) {
+        mapping_close(&att->m);
+        return mc_shm_fail(p, MC_ENOENT, "topic '%s': the publisher in pid %d is gone",
+                           att->sub->topic, (int)att->pub_pid);
+    }
+    att->reader = (mc_shm_reader){.base = att->m.base, .geo = att->m.geo, .publisher = att->pub_id};
+    att->entry = -1;
+    att_place_cursor(p, att);
+    return 0;
+}
+
+int mc_shm_sub_connect(mc_plugin_sub *handle, const mc_peer *peer)
+{
+    shm_sub *sub = (shm_sub *)handle;
+    mc_plugin *p = sub->plugin;
+    char name[MC_LOCATOR_MAX + 1];
+    mc_shm_name_info info;
+    int rc = publisher_name(p, peer, name, sizeof(name), &info);
+    if (rc != 0)
+        return rc;
+    shm_att *att = calloc(1, sizeof(*att));
+    if (att == NULL)
+        return MC_ENOMEM;
+    att->sub = sub;
+    att->pub_id = peer->id;
+    att->pub_pid = info.pid;
+    snprintf(att->base_name, sizeof(att->base_name), "%.*s", (int)info.base_length, name);
+    atomic_init(&att->detach, false);
+    atomic_init(&att->owner_gone, false);
+    rc = att_attach(p, att);
+    if (rc != 0) {
+        free(att);
+        return rc;
+    }
+    pthread_mutex_lock(&p->lock);
+    att->next = p->atts;
+    p->atts = att;
+    pthread_mutex_unlock(&p->lock);
+    wake_thread(p);
+    return 0;
+}
+
+void mc_shm_sub_disconnect(mc_plugin_sub *handle, const mc_endpoint_id *pub)
+{
+    shm_sub *sub = (shm_sub *)handle;
+    mc_plugin *p = sub->plugin;
+    pthread_mutex_lock(&p->lock);
+    for (shm_att *att = p->atts; att != NULL; att = att->next) {
+        if (att->sub == sub && !atomic_load(&att->detach) &&
+            memcmp(&att->pub_id, pub, sizeof(*pub)) == 0) {
+            att_release_locked(p, att);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+}

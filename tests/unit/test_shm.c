@@ -1,0 +1,1449 @@
+/*
+ * The shm transport through the real framework: contexts in this process (and forked
+ * ones) whose publishers and subscribers meet over shared memory. Until a registration
+ * transport introduces contexts to each other, the test does it by hand: it reads a
+ * context's registrations (mc_host_local_endpoints) and reports them to the other
+ * (mc_host_remote), as the udp plugin will.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <memcast/memcast.h>
+
+#include "../../plugins/shm/layout.h"
+#include "../../plugins/shm/segment.h"
+#include "context.h"
+
+#define WAIT_SECONDS 30
+
+static char config_dir[64];
+
+/* ---- contexts --------------------------------------------------------------------------- */
+
+/* A context whose only transport is shm (built in the tree), with extra [shm] lines. */
+static mc_context *open_ctx_level(const char *shm_lines, const char *level)
+{
+    static int counter;
+    char path[128];
+    snprintf(path, sizeof(path), "%s/ctx%d.ini", config_dir, ++counter);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    const char *builddir = getenv("MC_BUILDDIR");
+    fprintf(f, "[framework]\nplugins = shm\nlog_level = %s\n[shm]\npath = %s/plugins/shm\n%s\n",
+            level, builddir ? builddir : ".", shm_lines ? shm_lines : "");
+    fclose(f);
+    mc_context *ctx = NULL;
+    int rc = mc_context_open(path, &ctx);
+    if (rc != 0)
+        fail_msg("mc_context_open: %s: %s", mc_strerror(rc), mc_last_error());
+    return ctx;
+}
+
+static mc_context *open_ctx(const char *shm_lines)
+{
+    return open_ctx_level(shm_lines, "warn");
+}
+
+static mc_transport *shm_transport(mc_context *ctx)
+{
+    for (size_t i = 0; i < ctx->transport_count; i++)
+        if (strcmp(ctx->transports[i]->desc->name, "shm") == 0)
+            return ctx->transports[i];
+    fail_msg("no shm transport in the context");
+    return NULL;
+}
+
+/* ---- registration by hand ------------------------------------------------------------- */
+
+/* A registration as plain data: it crosses a pipe to a forked process as it is. */
+typedef struct wire_reg {
+    mc_registration reg;
+    mc_locator locators[MC_LOCATORS_MAX];
+    char topic[MC_TOPIC_MAX + 1];
+} wire_reg;
+
+typedef struct capture {
+    wire_reg regs[32];
+    size_t count;
+} capture;
+
+static void capture_reg(void *user, const mc_registration *reg)
+{
+    capture *c = user;
+    if (c->count == 32)
+        return;
+    wire_reg *w = &c->regs[c->count++];
+    memset(w, 0, sizeof(*w));
+    w->reg = *reg;
+    memcpy(w->locators, reg->locators, reg->locator_count * sizeof(mc_locator));
+    snprintf(w->topic, sizeof(w->topic), "%s", reg->topic);
+}
+
+static void wire_fix(wire_reg *w)
+{
+    w->reg.topic = w->topic;
+    w->reg.type = "";
+    w->reg.encoding = "";
+    w->reg.locators = w->locators;
+}
+
+static void capture_all(mc_context *ctx, capture *c)
+{
+    c->count = 0;
+    mc_host_local_endpoints((mc_host_ctx *)shm_transport(ctx), capture_reg, c);
+}
+
+static void report_to(mc_context *to, wire_reg *w, bool alive)
+{
+    wire_fix(w);
+    mc_host_remote((mc_host_ctx *)shm_transport(to), &w->reg, alive);
+}
+
+/* Tells `to` about every endpoint of `from`. */
+static void introduce(mc_context *from, mc_context *to)
+{
+    capture *c = malloc(sizeof(*c));
+    capture_all(from, c);
+    for (size_t i = 0; i < c->count; i++)
+        report_to(to, &c->regs[i], true);
+    free(c);
+}
+
+static void introduce_both(mc_context *a, mc_context *b)
+{
+    introduce(a, b);
+    introduce(b, a);
+}
+
+/* The shm locator of the only endpoint of ctx (a segment or doorbell name). */
+static void shm_name_of(mc_context *ctx, char *name, size_t size)
+{
+    capture *c = malloc(sizeof(*c));
+    capture_all(ctx, c);
+    assert_true(c->count >= 1);
+    mc_locator *loc = &c->regs[0].locators[0];
+    assert_string_equal(loc->transport, "shm");
+    assert_true(loc->size > 0 && loc->size < size);
+    memcpy(name, loc->data, loc->size);
+    name[loc->size] = '\0';
+    free(c);
+}
+
+static bool shm_file_exists(const char *name)
+{
+    char path[400];
+    snprintf(path, sizeof(path), "/dev/shm%s", name);
+    return access(path, F_OK) == 0;
+}
+
+/* ---- payloads: pseudo-random bytes and their checksum ------------------------------------- */
+
+static uint64_t mix(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    return x;
+}
+
+static void fill(unsigned char *buf, size_t size, uint64_t seq)
+{
+    uint64_t state = mix(seq + 0x9e3779b97f4a7c15ull);
+    for (size_t i = 0; i < size; i += 8) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        size_t n = size - i < 8 ? size - i : 8;
+        memcpy(buf + i, &state, n);
+    }
+}
+
+static uint64_t checksum(const unsigned char *p, size_t size)
+{
+    uint64_t h = 0xcbf29ce484222325ull ^ size;
+    size_t i = 0;
+    for (; i + 8 <= size; i += 8) {
+        uint64_t word;
+        memcpy(&word, p + i, 8);
+        h = (h ^ word) * 0x100000001b3ull;
+    }
+    for (; i < size; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* What a message with this seq and size must hold. */
+static uint64_t expected_checksum(uint64_t seq, size_t size)
+{
+    unsigned char *buf = malloc(size ? size : 1);
+    fill(buf, size, seq);
+    uint64_t h = checksum(buf, size);
+    free(buf);
+    return h;
+}
+
+/* ---- a subscriber's view, waited on with deadlines -------------------------------------- */
+
+#define KEEP 64
+
+typedef struct collector {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    size_t count;
+    size_t bad;          /* checksum or size mismatches */
+    size_t out_of_order; /* seq not above the previous one */
+    uint64_t last_seq;
+    uint64_t seqs[KEEP];
+    size_t sizes[KEEP];
+    bool gate_closed; /* callbacks wait at the gate while closed */
+    size_t entered;
+    unsigned spin;         /* busy work per message: a slow subscriber */
+    uint64_t work;         /* its result, kept so that it is not optimised away */
+    const size_t *size_of; /* expected size by seq, or NULL: any */
+    size_t size_of_count;
+    const void *last_data;
+    char transport[16];
+} collector;
+
+static void collector_init(collector *c)
+{
+    memset(c, 0, sizeof(*c));
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->changed, NULL);
+}
+
+static void collector_fini(collector *c)
+{
+    pthread_cond_destroy(&c->changed);
+    pthread_mutex_destroy(&c->lock);
+}
+
+static void collect(void *user, mc_subscriber *sub, const mc_msg *msg)
+{
+    collector *c = user;
+    const unsigned char *data = mc_msg_data(msg);
+    size_t size = mc_msg_size(msg);
+    uint64_t seq = mc_msg_seq(msg);
+    bool ok = checksum(data, size) == expected_checksum(seq, size);
+    pthread_mutex_lock(&c->lock);
+    unsigned spin = c->spin;
+    pthread_mutex_unlock(&c->lock);
+    uint64_t work = 0;
+    for (unsigned i = 0; i < spin; i++)
+        work += mix(i);
+    pthread_mutex_lock(&c->lock);
+    c->work += work;
+    c->entered++;
+    pthread_cond_broadcast(&c->changed);
+    while (c->gate_closed)
+        pthread_cond_wait(&c->changed, &c->lock);
+    if (c->size_of != NULL && (seq == 0 || seq > c->size_of_count || c->size_of[seq - 1] != size))
+        ok = false;
+    c->bad += ok ? 0 : 1;
+    c->out_of_order += seq <= c->last_seq ? 1 : 0;
+    c->last_seq = seq;
+    if (c->count < KEEP) {
+        c->seqs[c->count] = seq;
+        c->sizes[c->count] = size;
+    }
+    c->last_data = data;
+    snprintf(c->transport, sizeof(c->transport), "%s", mc_msg_transport(msg));
+    c->count++;
+    pthread_cond_broadcast(&c->changed);
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void logs_dump(void);
+
+static struct timespec deadline_in(int seconds)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_sec += seconds;
+    return t;
+}
+
+/* Waits until the collector counted n messages (or entered n callbacks). */
+static bool wait_count(collector *c, size_t n, bool entered)
+{
+    struct timespec deadline = deadline_in(WAIT_SECONDS);
+    pthread_mutex_lock(&c->lock);
+    int rc = 0;
+    while ((entered ? c->entered : c->count) < n && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&c->changed, &c->lock, &deadline);
+    bool ok = (entered ? c->entered : c->count) >= n;
+    pthread_mutex_unlock(&c->lock);
+    if (!ok) {
+        fprintf(stderr, "waited for %zu messages, got %zu\n", n, c->count);
+        logs_dump();
+    }
+    return ok;
+}
+
+static void gate(collector *c, bool closed)
+{
+    pthread_mutex_lock(&c->lock);
+    c->gate_closed = closed;
+    pthread_cond_broadcast(&c->changed);
+    pthread_mutex_unlock(&c->lock);
+}
+
+static mc_subscriber *subscribe(mc_context *ctx, const char *topic, collector *c)
+{
+    mc_sub_options o;
+    mc_sub_options_init(&o);
+    o.on_message = collect;
+    o.user = c;
+    mc_subscriber *sub = NULL;
+    int rc = mc_subscriber_create(ctx, topic, &o, &sub);
+    if (rc != 0)
+        fail_msg("mc_subscriber_create: %s", mc_last_error());
+    return sub;
+}
+
+static mc_publisher *publisher(mc_context *ctx, const char *topic)
+{
+    mc_publisher *pub = NULL;
+    int rc = mc_publisher_create(ctx, topic, NULL, &pub);
+    if (rc != 0)
+        fail_msg("mc_publisher_create: %s", mc_last_error());
+    return pub;
+}
+
+/* Publishes message number seq (1, 2, ...) of size bytes. */
+static int publish_seq(mc_publisher *pub, uint64_t seq, size_t size)
+{
+    unsigned char *buf = malloc(size ? size : 1);
+    fill(buf, size, seq);
+    int rc = mc_publish(pub, buf, size);
+    free(buf);
+    return rc;
+}
+
+static uint64_t overruns(mc_subscriber *sub)
+{
+    mc_stats st;
+    mc_stats_init(&st);
+    assert_int_equal(mc_subscriber_stats(sub, &st), 0);
+    return st.dropped[MC_DROP_OVERRUN];
+}
+
+static uint64_t all_drops(mc_subscriber *sub)
+{
+    mc_stats st;
+    mc_stats_init(&st);
+    assert_int_equal(mc_subscriber_stats(sub, &st), 0);
+    uint64_t sum = 0;
+    for (int i = 0; i < MC_DROP_REASONS; i++)
+        sum += st.dropped[i];
+    return sum;
+}
+
+/* ---- logs ---------------------------------------------------------------------------------- */
+
+typedef struct log_capture {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    char lines[256][320];
+    size_t count;
+} log_capture;
+
+static log_capture logs = {.lock = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER};
+
+static void on_log(void *user, mc_log_level level, const char *origin, const char *message)
+{
+    pthread_mutex_lock(&logs.lock);
+    snprintf(logs.lines[logs.count % 256], sizeof(logs.lines[0]), "%s: %s", origin, message);
+    logs.count++;
+    pthread_cond_broadcast(&logs.changed);
+    pthread_mutex_unlock(&logs.lock);
+}
+
+static void logs_clear(void)
+{
+    pthread_mutex_lock(&logs.lock);
+    logs.count = 0;
+    pthread_mutex_unlock(&logs.lock);
+}
+
+static size_t logs_matching_locked(const char *a, const char *b)
+{
+    size_t n = 0;
+    size_t kept = logs.count < 256 ? logs.count : 256;
+    for (size_t i = 0; i < kept; i++)
+        if (strstr(logs.lines[i], a) && (b == NULL || strstr(logs.lines[i], b)))
+            n++;
+    return n;
+}
+
+static size_t logs_matching(const char *a, const char *b)
+{
+    pthread_mutex_lock(&logs.lock);
+    size_t n = logs_matching_locked(a, b);
+    pthread_mutex_unlock(&logs.lock);
+    return n;
+}
+
+static void logs_dump(void)
+{
+    pthread_mutex_lock(&logs.lock);
+    for (size_t i = 0; i < logs.count && i < 256; i++)
+        fprintf(stderr, "log: %s\n", logs.lines[i]);
+    pthread_mutex_unlock(&logs.lock);
+}
+
+/* Waits until a log line holds both a and b. */
+static bool wait_log(const char *a, const char *b)
+{
+    struct timespec deadline = deadline_in(WAIT_SECONDS);
+    pthread_mutex_lock(&logs.lock);
+    int rc = 0;
+    while (logs_matching_locked(a, b) == 0 && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&logs.changed, &logs.lock, &deadline);
+    bool ok = logs_matching_locked(a, b) > 0;
+    pthread_mutex_unlock(&logs.lock);
+    if (!ok)
+        logs_dump();
+    return ok;
+}
+
+/* ---- tests: delivery ------------------------------------------------------------------------ */
+
+static void close_all(mc_context **ctxs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(mc_context_close(ctxs[i]), 0);
+}
+
+static void test_integrity_from_0_bytes_to_64_mib(void **state)
+{
+    /* reliable, so nothing is overrun; two slots keep the 64 MiB generation small */
+    const char *cfg = "slots = 2\nreserve_percent = 0\nack_timeout = 30s\n";
+    mc_context *ctx[2] = {open_ctx(cfg), open_ctx(cfg)};
+    static const size_t sizes[] = {0, 1, 4096, 1 << 20, 64 << 20, 3, 4096};
+    const size_t count = sizeof(sizes) / sizeof(sizes[0]);
+    collector c;
+    collector_init(&c);
+    c.size_of = sizes;
+    c.size_of_count = count;
+    mc_publisher *pub = publisher(ctx[0], "integrity");
+    mc_subscriber *sub = subscribe(ctx[1], "integrity", &c);
+    introduce_both(ctx[0], ctx[1]);
+    assert_int_equal(mc_publisher_matched(pub), 1);
+    assert_int_equal(mc_subscriber_matched(sub), 1);
+    for (size_t i = 0; i < count; i++)
+        assert_int_equal(publish_seq(pub, i + 1, sizes[i]), 0);
+    assert_true(wait_count(&c, count, false));
+    assert_int_equal(c.bad, 0);
+    assert_int_equal(c.out_of_order, 0);
+    assert_int_equal(all_drops(sub), 0);
+    assert_string_equal(c.transport, "shm");
+    for (size_t i = 0; i < count; i++)
+        assert_int_equal(c.sizes[i], sizes[i]);
+    close_all(ctx, 2);
+    collector_fini(&c);
+}
+
+/* n subscribers, per_context of them sharing a context (and so a doorbell and thread). */
+static void fan_out(size_t n, size_t per_context)
+{
+    const char *cfg = "slots = 4\nack_timeout = 30s\n";
+    mc_context *ctx[9] = {open_ctx(cfg)};
+    size_t contexts = 1 + (n + per_context - 1) / per_context;
+    collector c[8];
+    mc_subscriber *subs[8];
+    for (size_t i = 1; i < contexts; i++)
+        ctx[i] = open_ctx(cfg);
+    mc_publisher *pub = publisher(ctx[0], "fan/out");
+    for (size_t i = 0; i < n; i++) {
+        collector_init(&c[i]);
+        subs[i] = subscribe(ctx[1 + i / per_context], "fan/out", &c[i]);
+    }
+    for (size_t i = 1; i < contexts; i++)
+        introduce_both(ctx[0], ctx[i]);
+    assert_int_equal(mc_publisher_matched(pub), n);
+    const size_t messages = 300;
+    for (size_t s = 1; s <= messages; s++)
+        assert_int_equal(publish_seq(pub, s, 1000 + (s % 7) * 100), 0);
+    for (size_t i = 0; i < n; i++) {
+        assert_true(wait_count(&c[i], messages, false));
+        assert_int_equal(c[i].bad, 0);
+        assert_int_equal(c[i].out_of_order, 0);
+        assert_int_equal(all_drops(subs[i]), 0);
+    }
+    close_all(ctx, contexts);
+    for (size_t i = 0; i < n; i++)
+        collector_fini(&c[i]);
+}
+
+static void test_one_to_eight_subscribers(void **state)
+{
+    fan_out(1, 1);
+    fan_out(8, 2);
+}
+
+/* Base name of a publisher: its locator without "-g0". */
+static void base_of(mc_context *ctx, char *base, size_t size)
+{
+    shm_name_of(ctx, base, size);
+    size_t len = strlen(base);
+    assert_true(len > 3 && strcmp(base + len - 3, "-g0") == 0);
+    base[len - 3] = '\0';
+}
+
+static bool generation_exists(const char *base, unsigned gen)
+{
+    char name[300];
+    snprintf(name, sizeof(name), "%s-g%u", base, gen);
+    return shm_file_exists(name);
+}
+
+static void test_growth_across_generations_loses_nothing(void **state)
+{
+    /* not reliable: the subscriber is held at the first message while the publisher moves
+     * through two generations; each ring holds all it wrote, so nothing may be lost */
+    mc_context *ctx[2] = {open_ctx("slots = 16\n"), open_ctx("slots = 16\n")};
+    static const size_t sizes[] = {100,  1000, 1000, 1000,    1000, 1000, 200000, 1000, 1000,
+                                   1000, 1000, 1000, 2 << 20, 500,  500,  500,    10};
+    const size_t count = sizeof(sizes) / sizeof(sizes[0]);
+    collector c;
+    collector_init(&c);
+    c.size_of = sizes;
+    c.size_of_count = count;
+    mc_publisher *pub = publisher(ctx[0], "grow");
+    mc_subscriber *sub = subscribe(ctx[1], "grow", &c);
+    introduce_both(ctx[0], ctx[1]);
+    char base[MC_LOCATOR_MAX + 1];
+    base_of(ctx[0], base, sizeof(base));
+    gate(&c, true);
+    assert_int_equal(publish_seq(pub, 1, sizes[0]), 0);
+    assert_true(wait_count(&c, 1, true));
+    for (size_t i = 1; i < count - 1; i++)
+        assert_int_equal(publish_seq(pub, i + 1, sizes[i]), 0);
+    /* the subscriber still reads generation 0: generation 1 must stay for it */
+    assert_true(generation_exists(base, 0) && generation_exists(base, 1) &&
+                generation_exists(base, 2));
+    gate(&c, false);
+    bool got_all = wait_count(&c, count - 1, false);
+    for (size_t i = 0; !got_all && i < c.count; i++)
+        fprintf(stderr, "got seq %llu size %zu\n", (unsigned long long)c.seqs[i], c.sizes[i]);
+    if (!got_all)
+        fprintf(stderr, "drops %llu bad %zu\n", (unsigned long long)all_drops(sub), c.bad);
+    assert_true(got_all);
+    assert_int_equal(c.bad, 0);
+    assert_int_equal(c.out_of_order, 0);
+    assert_int_equal(all_drops(sub), 0);
+    /* once it moved on, the next publish removes generation 1 (0 is the anchor) */
+    assert_int_equal(publish_seq(pub, count, sizes[count - 1]), 0);
+    assert_true(wait_count(&c, count, false));
+    assert_false(generation_exists(base, 1));
+    assert_true(generation_exists(base, 0) && generation_exists(base, 2));
+    close_all(ctx, 2);
+    assert_false(generation_exists(base, 0) || generation_exists(base, 2));
+    collector_fini(&c);
+}
+
+static void test_slow_subscriber_loses_oldest_and_counts_them(void **state)
+{
+    mc_context *ctx[2] = {open_ctx("slots = 8\n"), open_ctx("slots = 8\n")};
+    collector c;
+    collector_init(&c);
+    mc_publisher *pub = publisher(ctx[0], "overrun");
+    mc_subscriber *sub = subscribe(ctx[1], "overrun", &c);
+    introduce_both(ctx[0], ctx[1]);
+    gate(&c, true);
+    assert_int_equal(publish_seq(pub, 1, 64), 0);
+    assert_true(wait_count(&c, 1, true));
+    /* the writer never waits without reliable mode: 29 more go past the blocked reader */
+    for (uint64_t s = 2; s <= 30; s++)
+        assert_int_equal(publish_seq(pub, s, 64), 0);
+    gate(&c, false);
+    /* it keeps message 1 (it held it), then finds only the newest 8 */
+    assert_true(wait_count(&c, 9, false));
+    assert_int_equal(c.seqs[0], 1);
+    for (size_t i = 1; i < 9; i++)
+        assert_int_equal(c.seqs[i], 22 + i);
+    assert_int_equal(overruns(sub), 21);
+    assert_int_equal(c.bad, 0);
+    close_all(ctx, 2);
+    collector_fini(&c);
+}
+
+typedef struct publishing {
+    mc_publisher *pub;
+    uint64_t first;
+    uint64_t last;
+    size_t size;
+    int failures;
+} publishing;
+
+static void *publish_thread(void *arg)
+{
+    publishing *p = arg;
+    for (uint64_t s = p->first; s <= p->last; s++)
+        if (publish_seq(p->pub, s, p->size) != 0)
+            p->failures++;
+    return NULL;
+}
+
+static void test_reliable_mode_is_lossless_with_a_slow_subscriber(void **state)
+{
+    const char *cfg = "slots = 4\nack_timeout = 30s\n";
+    mc_context *ctx[2] = {open_ctx(cfg), open_ctx(cfg)};
+    collector c;
+    collector_init(&c);
+    mc_publisher *pub = publisher(ctx[0], "reliable");
+    mc_subscriber *sub = subscribe(ctx[1], "reliable", &c);
+    introduce_both(ctx[0], ctx[1]);
+    /* a subscriber held still: the publisher (in a thread) waits for it */
+    gate(&c, true);
+    publishing job = {.pub = pub, .first = 1, .last = 12, .size = 256};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, publish_thread, &job), 0);
+    assert_true(wait_count(&c, 1, true));
+    gate(&c, false);
+    assert_true(wait_count(&c, 12, false));
+    pthread_join(t, NULL);
+    assert_int_equal(job.failures, 0);
+    /* a subscriber slower than the publisher throughout */
+    pthread_mutex_lock(&c.lock);
+    c.spin = 20000;
+    pthread_mutex_unlock(&c.lock);
+    for (uint64_t s = 13; s <= 400; s++)
+        assert_int_equal(publish_seq(pub, s, 256), 0);
+    assert_true(wait_count(&c, 400, false));
+    assert_int_equal(c.bad, 0);
+    assert_int_equal(c.out_of_order, 0);
+    assert_int_equal(all_drops(sub), 0);
+    close_all(ctx, 2);
+    collector_fini(&c);
+}
+
+static void test_reliable_mode_drops_a_stuck_subscriber_once(void **state)
+{
+    const char *cfg = "slots = 4\nack_timeout = 300ms\n";
+    mc_context *ctx[3] = {open_ctx(cfg), open_ctx(cfg), open_ctx(cfg)};
+    collector stuck, fine;
+    collector_init(&stuck);
+    collector_init(&fine);
+    mc_publisher *pub = publisher(ctx[0], "stuck");
+    mc_subscriber *stuck_sub = subscribe(ctx[1], "stuck", &stuck);
+    mc_subscriber *fine_sub = subscribe(ctx[2], "stuck", &fine);
+    introduce_both(ctx[0], ctx[1]);
+    introduce_both(ctx[0], ctx[2]);
+    logs_clear();
+    gate(&stuck, true);
+    assert_int_equal(publish_seq(pub, 1, 128), 0);
+    assert_true(wait_count(&stuck, 1, true));
+    for (uint64_t s = 2; s <= 40; s++)
+        assert_int_equal(publish_seq(pub, s, 128), 0);
+    assert_true(wait_count(&fine, 40, false));
+    /* one ack_timeout, one warning: later sends did not wait for it again */
+    assert_int_equal(logs_matching("ack_timeout", "stuck"), 1);
+    assert_int_equal(all_drops(fine_sub), 0);
+    assert_int_equal(fine.bad + fine.out_of_order, 0);
+    /* released, it keeps the message it held and then the newest 4 */
+    gate(&stuck, false);
+    assert_true(wait_count(&stuck, 5, false));
+    assert_int_equal(overruns(stuck_sub), 35);
+    assert_int_equal(stuck.bad, 0);
+    close_all(ctx, 3);
+    collector_fini(&stuck);
+    collector_fini(&fine);
+}
+
+static void test_messages_after_the_match_are_not_lost(void **state)
+{
+    mc_context *ctx[2] = {open_ctx(""), open_ctx("")};
+    collector c;
+    collector_init(&c);
+    mc_publisher *pub = publisher(ctx[0], "join");
+    subscribe(ctx[1], "join", &c);
+    /* the publisher learns of the subscriber first and publishes at once */
+    introduce(ctx[1], ctx[0]);
+    for (uint64_t s = 1; s <= 3; s++)
+        assert_int_equal(publish_seq(pub, s, 32), 0);
+    /* the subscriber attaches later and still gets them */
+    introduce(ctx[0], ctx[1]);
+    assert_true(wait_count(&c, 3, false));
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(c.seqs[i], i + 1);
+    close_all(ctx, 2);
+    collector_fini(&c);
+}
+
+static void test_subscribers_beyond_the_table_are_served_best_effort(void **state)
+{
+    mc_context *ctx[3] = {open_ctx("max_subscribers = 1\n"), open_ctx(""), open_ctx("")};
+    collector c[2];
+    collector_init(&c[0]);
+    collector_init(&c[1]);
+    mc_publisher *pub = publisher(ctx[0], "table");
+    subscribe(ctx[1], "table", &c[0]);
+    subscribe(ctx[2], "table", &c[1]);
+    introduce_both(ctx[0], ctx[1]);
+    logs_clear();
+    introduce_both(ctx[0], ctx[2]);
+    assert_int_equal(mc_publisher_matched(pub), 2);
+    assert_int_equal(logs_matching("more than max_subscribers", "best effort"), 1);
+    assert_int_equal(publish_seq(pub, 1, 10), 0);
+    assert_true(wait_count(&c[0], 1, false));
+    assert_true(wait_count(&c[1], 1, false));
+    assert_int_equal(c[0].bad + c[1].bad, 0);
+    close_all(ctx, 3);
+    collector_fini(&c[0]);
+    collector_fini(&c[1]);
+}
+
+/* ---- tests: zero-copy --------------------------------------------------------------------- */
+
+/* Permissions and file of the mapping holding addr, from /proc/self/maps. */
+static bool mapping_of(const void *addr, char perms[8], char *path, size_t path_size)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (f == NULL)
+        return false;
+    char line[1024];
+    bool found = false;
+    while (!found && fgets(line, sizeof(line), f)) {
+        unsigned long start, end;
+        char p[8] = "";
+        int pos = 0;
+        if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %n", &start, &end, p, &pos) < 3)
+            continue;
+        if ((uintptr_t)addr >= start && (uintptr_t)addr < end) {
+            memcpy(perms, p, 8);
+            snprintf(path, path_size, "%s", line + pos);
+            path[strcspn(path, "\n")] = '\0';
+            found = true;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+static void test_loan_writes_into_shared_memory_and_readers_get_it_in_place(void **state)
+{
+    mc_context *ctx[2] = {open_ctx(""), open_ctx("")};
+    collector c;
+    collector_init(&c);
+    mc_publisher *pub = publisher(ctx[0], "loan");
+    subscribe(ctx[1], "loan", &c);
+    introduce_both(ctx[0], ctx[1]);
+    char base[MC_LOCATOR_MAX + 1];
+    base_of(ctx[0], base, sizeof(base));
+    char perms[8], path[512];
+
+    /* the loan is the publisher's slot: writable shared memory of its segment */
+    void *buf = NULL;
+    assert_int_equal(mc_loan(pub, 1000, &buf), 0);
+    assert_true(mapping_of(buf, perms, path, sizeof(path)));
+    assert_string_equal(perms, "rw-s");
+    assert_non_null(strstr(path, base));
+    fill(buf, 800, 1);
+    assert_int_equal(mc_commit(pub, buf, 800), 0);
+    assert_true(wait_count(&c, 1, false));
+    assert_int_equal(c.sizes[0], 800);
+    /* the reader got a pointer into its read-only mapping of the same segment */
+    pthread_mutex_lock(&c.lock);
+    const void *received = c.last_data;
+    pthread_mutex_unlock(&c.lock);
+    assert_true(mapping_of(received, perms, path, sizeof(path)));
+    assert_string_equal(perms, "r--s");
+    assert_non_null(strstr(path, base));
+
+    /* a discarded loan sends nothing */
+    assert_int_equal(mc_loan(pub, 10, &buf), 0);
+    assert_int_equal(mc_loan_discard(pub, buf), 0);
+
+    /* a publish while a loan is open uses another slot; both arrive in order */
+    assert_int_equal(mc_loan(pub, 500, &buf), 0);
+    assert_int_equal(publish_seq(pub, 2, 300), 0);
+    fill(buf, 500, 3);
+    assert_int_equal(mc_commit(pub, buf, 500), 0);
+
+    /* the segment grows while a loan is open: the commit still delivers it */
+    assert_int_equal(mc_loan(pub, 100, &buf), 0);
+    assert_int_equal(publish_seq(pub, 4, 200000), 0);
+    fill(buf, 100, 5);
+    assert_int_equal(mc_commit(pub, buf, 100), 0);
+
+    assert_true(wait_count(&c, 5, false));
+    static const size_t sizes[] = {800, 300, 500, 200000, 100};
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(c.seqs[i], i + 1);
+        assert_int_equal(c.sizes[i], sizes[i]);
+    }
+    assert_int_equal(c.bad, 0);
+    close_all(ctx, 2);
+    collector_fini(&c);
+}
+
+/* ---- tests: files -------------------------------------------------------------------------- */
+
+static int open_ctx_rc(const char *shm_lines, mc_context **out)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/rc.ini", config_dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "[framework]\nplugins = shm\n[shm]\npath = %s/plugins/shm\n%s\n",
+            getenv("MC_BUILDDIR") ? getenv("MC_BUILDDIR") : ".", shm_lines);
+    fclose(f);
+    return mc_context_open(path, out);
+}
+
+static unsigned file_mode(const char *name)
+{
+    char path[400];
+    snprintf(path, sizeof(path), "/dev/shm%s", name);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return st.st_mode & 07777;
+}
+
+static void test_segments_get_exactly_the_configured_mode(void **state)
+{
+    mode_t old = umask(077); /* fchmod, not the umask, decides */
+    mc_context *ctx[3] = {open_ctx("mode = 0600\n"), open_ctx("mode = 0660\n"),
+                          open_ctx("mode = 0660\n")};
+    char name[MC_LOCATOR_MAX + 1];
+    publisher(ctx[0], "perm");
+    shm_name_of(ctx[0], name, sizeof(name));
+    assert_int_equal(file_mode(name), 0600);
+    publisher(ctx[1], "perm");
+    shm_name_of(ctx[1], name, sizeof(name));
+    assert_int_equal(file_mode(name), 0660);
+    collector c;
+    collector_init(&c);
+    subscribe(ctx[2], "perm", &c);
+    shm_name_of(ctx[2], name, sizeof(name)); /* a subscriber's locator: its doorbell */
+    assert_non_null(strstr(name, "-bell"));
+    assert_int_equal(file_mode(name), 0660);
+    close_all(ctx, 3);
+    umask(old);
+    collector_fini(&c);
+
+    /* a bad mode is a configuration error: the context does not open and says why */
+    static const char *const bad[] = {"0644x", "0400", "1777", ""};
+    for (size_t i = 0; i < 4; i++) {
+        char line[64], said[64];
+        snprintf(line, sizeof(line), "mode = %s\n", bad[i]);
+        snprintf(said, sizeof(said), "mode '%s' is not octal", bad[i]);
+        logs_clear();
+        mc_context *ctx_bad = NULL;
+        assert_int_equal(open_ctx_rc(line, &ctx_bad), MC_ECONFIG);
+        assert_null(ctx_bad);
+        assert_non_null(strstr(mc_last_error(), said));
+        assert_non_null(strstr(mc_last_error(), "[shm]"));
+    }
+}
+
+static void test_names_stay_inside_dev_shm_and_parse_back(void **state)
+{
+    char topic[MC_TOPIC_MAX + 1];
+    memset(topic, 'x', MC_TOPIC_MAX);
+    topic[MC_TOPIC_MAX] = '\0';
+    topic[3] = topic[10] = '/';
+    char base[MC_SHM_NAME_MAX + 1], name[MC_SHM_NAME_MAX + 1];
+    int len = mc_shm_segment_base(base, sizeof(base), MC_LOCATOR_MAX, 0xabcdef01u, topic, 4194304,
+                                  18446744073709551615ull, 0xffffffffu, 18446744073709551615ull);
+    assert_true(len > 0);
+    assert_true(mc_shm_segment_name(name, sizeof(name), base, 0) <= MC_LOCATOR_MAX);
+    assert_null(strchr(name + 1, '/'));
+    mc_shm_name_info info;
+    assert_true(mc_shm_name_parse(name, &info));
+    assert_false(info.is_bell);
+    assert_int_equal(info.pid, 4194304);
+    assert_true(info.start_time == 18446744073709551615ull);
+    assert_int_equal(info.context, 0xffffffffu);
+    assert_int_equal(info.generation, 0);
+    assert_int_equal(info.base_length, (size_t)len);
+    /* a short topic keeps its '/' as '+' */
+    mc_shm_segment_base(base, sizeof(base), MC_LOCATOR_MAX, 1, "cam/front.left", 42, 7, 9, 3);
+    mc_shm_segment_name(name, sizeof(name), base, 12);
+    assert_string_equal(name, "/mc-00000001-cam+front.left-42-7-00000009-3-g12");
+    assert_true(mc_shm_name_parse(name, &info) && info.generation == 12 && info.number == 3);
+    mc_shm_bell_name(name, sizeof(name), 1, 42, 7, 9, 2);
+    assert_true(mc_shm_name_parse(name, &info) && info.is_bell && info.number == 2);
+    /* what is not exactly ours is never taken for ours */
+    static const char *const foreign[] = {
+        "/mc-00000001-42-7-00000009-2-bel",  "/mc-00000001-t-42-7-0000009-3-g0",
+        "/mc-0000000g-t-42-7-00000009-3-g0", "/mc-00000001-t-0-7-00000009-3-g0",
+        "/mc-00000001-t-42-7-00000009-3-g",  "/xx-00000001-t-42-7-00000009-3-g0",
+        "/mc-00000001-42-7-00000009-3-g0",   "/mc-00000001-a/b-42-7-00000009-3-g0",
+        "/mc-00000001-t-42-x7-00000009-3-g0"};
+    for (size_t i = 0; i < sizeof(foreign) / sizeof(foreign[0]); i++)
+        assert_false(mc_shm_name_parse(foreign[i], &info));
+}
+
+typedef struct reaped {
+    char names[64][MC_SHM_NAME_MAX + 1];
+    size_t count;
+} reaped;
+
+static void on_reaped(const char *name, void *user)
+{
+    reaped *r = user;
+    if (r->count < 64)
+        snprintf(r->names[r->count++], sizeof(r->names[0]), "/%s", name);
+}
+
+static bool was_reaped(const reaped *r, const char *name)
+{
+    for (size_t i = 0; i < r->count; i++)
+        if (strcmp(r->names[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* ---- forked processes ------------------------------------------------------------------------ */
+
+/* In a forked child cmocka's asserts must not run: these report and return instead. */
+#define CHILD_CHECK(cond)                                                                          \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "child check failed at line %d: %s (%s)\n", __LINE__, #cond,           \
+                    mc_last_error());                                                              \
+            return 1;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+static mc_context *child_ctx(const char *shm_lines, const char *name)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/%s-%d.ini", config_dir, name, (int)getpid());
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return NULL;
+    fprintf(f, "[framework]\nplugins = shm\n[shm]\npath = %s/plugins/shm\n%s\n",
+            getenv("MC_BUILDDIR") ? getenv("MC_BUILDDIR") : ".", shm_lines);
+    fclose(f);
+    mc_context *ctx = NULL;
+    return mc_context_open(path, &ctx) == 0 ? ctx : NULL;
+}
+
+static bool write_all(int fd, const void *buf, size_t size)
+{
+    const char *p = buf;
+    while (size > 0) {
+        ssize_t n = write(fd, p, size);
+        if (n <= 0 && errno != EINTR)
+            return false;
+        if (n > 0) {
+            p += n;
+            size -= (size_t)n;
+        }
+    }
+    return true;
+}
+
+static bool read_all(int fd, void *buf, size_t size)
+{
+    char *p = buf;
+    while (size > 0) {
+        ssize_t n = read(fd, p, size);
+        if (n == 0 || (n < 0 && errno != EINTR))
+            return false;
+        if (n > 0) {
+            p += n;
+            size -= (size_t)n;
+        }
+    }
+    return true;
+}
+
+/* Sends the only endpoint of ctx down fd. */
+static bool send_registration(mc_context *ctx, int fd)
+{
+    capture *c = malloc(sizeof(*c));
+    capture_all(ctx, c);
+    bool ok = c->count == 1 && write_all(fd, &c->regs[0], sizeof(wire_reg));
+    free(c);
+    return ok;
+}
+
+/* Reads a registration from fd and reports it to ctx. */
+static bool receive_registration(mc_context *ctx, int fd, wire_reg *w)
+{
+    if (!read_all(fd, w, sizeof(*w)))
+        return false;
+    report_to(ctx, w, true);
+    return true;
+}
+
+typedef struct child {
+    pid_t pid;
+    int to_child;
+    int from_child;
+} child;
+
+static child child_start(int (*body)(int to_parent, int from_parent))
+{
+    int down[2], up[2];
+    assert_int_equal(pipe(down), 0);
+    assert_int_equal(pipe(up), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(down[1]);
+        close(up[0]);
+        _exit(body(up[1], down[0]));
+    }
+    close(down[0]);
+    close(up[1]);
+    return (child){.pid = pid, .to_child = down[1], .from_child = up[0]};
+}
+
+static int child_reap(child *ch, int signal_to_send)
+{
+    if (signal_to_send)
+        kill(ch->pid, signal_to_send);
+    int status = 0;
+    waitpid(ch->pid, &status, 0);
+    close(ch->to_child);
+    close(ch->from_child);
+    return status;
+}
+
+/* ---- tests: a full /dev/shm ------------------------------------------------------------------ */
+
+static bool fill_dev_shm(const char *name)
+{
+    int fd = shm_open(name, O_CREAT | O_RDWR, 0600);
+    if (fd < 0)
+        return false;
+    off_t size = 0;
+    for (off_t chunk = 1 << 20; chunk >= 4096; chunk /= 2)
+        while (ftruncate(fd, size + chunk) == 0 && posix_fallocate(fd, size, chunk) == 0)
+            size += chunk;
+    close(fd);
+    return true;
+}
+
+static int take_checked(mc_subscriber *sub, uint64_t seq, size_t size)
+{
+    mc_msg *msg = NULL;
+    CHILD_CHECK(mc_take(sub, 10000, &msg) == 0);
+    CHILD_CHECK(mc_msg_seq(msg) == seq && mc_msg_size(msg) == size);
+    CHILD_CHECK(checksum(mc_msg_data(msg), size) == expected_checksum(seq, size));
+    mc_msg_release(msg);
+    return 0;
+}
+
+/* Runs in a private mount namespace with a 1 MiB /dev/shm. */
+static int full_dev_shm_checks(void)
+{
+    mc_context *small = child_ctx("min_size = 2M\n", "full-a");
+    CHILD_CHECK(small != NULL);
+    mc_publisher *pub = NULL;
+    CHILD_CHECK(mc_publisher_create(small, "full", NULL, &pub) == MC_ENOSPC);
+    CHILD_CHECK(strstr(mc_last_error(), "needs") && strstr(mc_last_error(), "bytes free"));
+    mc_context_close(small);
+
+    mc_context *a = child_ctx("", "full-b"), *b = child_ctx("", "full-c");
+    CHILD_CHECK(a && b);
+    mc_subscriber *sub = NULL;
+    CHILD_CHECK(mc_publisher_create(a, "full", NULL, &pub) == 0);
+    CHILD_CHECK(mc_subscriber_create(b, "full", NULL, &sub) == 0);
+    introduce_both(a, b);
+    CHILD_CHECK(mc_publisher_matched(pub) == 1);
+    /* growing past what is free fails cleanly, and the publisher keeps working */
+    CHILD_CHECK(publish_seq(pub, 1, 2 << 20) == MC_ENOSPC);
+    CHILD_CHECK(strstr(mc_last_error(), "bytes free"));
+    CHILD_CHECK(publish_seq(pub, 2, 100) == 0);
+    CHILD_CHECK(take_checked(sub, 2, 100) == 0);
+    /* a slot used for the first time when the memory is gone: an error, not SIGBUS */
+    CHILD_CHECK(fill_dev_shm("/mc-test-filler"));
+    uint64_t seq = 3;
+    int rc = 0;
+    for (; seq < 20 && (rc = publish_seq(pub, seq, 100)) == 0; seq++)
+        CHILD_CHECK(take_checked(sub, seq, 100) == 0);
+    CHILD_CHECK(rc == MC_ENOSPC && strstr(mc_last_error(), "full"));
+    shm_unlink("/mc-test-filler");
+    seq++;
+    CHILD_CHECK(publish_seq(pub, seq, 100) == 0);
+    CHILD_CHECK(take_checked(sub, seq, 100) == 0);
+    mc_context_close(b);
+    mc_context_close(a);
+    return 0;
+}
+
+static int private_dev_shm(const char *options);
+
+static int full_dev_shm_child(int to_parent, int from_parent)
+{
+    int rc = private_dev_shm("size=1m");
+    return rc != 0 ? rc : full_dev_shm_checks();
+}
+
+static void test_a_full_dev_shm_gives_clean_errors(void **state)
+{
+    if (geteuid() != 0) {
+        fprintf(stderr, "skipped: mounting a 1 MiB /dev/shm in a private namespace needs root\n");
+        skip();
+    }
+    child ch = child_start(full_dev_shm_child);
+    int status = child_reap(&ch, 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* ---- tests: reaping ------------------------------------------------------------------------ */
+
+static bool make_file(const char *name)
+{
+    int fd = shm_open(name, O_CREAT | O_RDWR, 0600);
+    if (fd < 0)
+        return false;
+    close(fd);
+    return true;
+}
+
+static int reap_checks(void)
+{
+    pid_t dead = fork();
+    if (dead == 0)
+        _exit(0);
+    CHILD_CHECK(waitpid(dead, NULL, 0) == dead);
+    unsigned long long me_start = mc_shm_self_start_time();
+    CHILD_CHECK(me_start > 0);
+    char dead_seg[128], dead_bell[128], reused[128], live[128];
+    snprintf(dead_seg, sizeof(dead_seg), "/mc-0badc0de-reap+test-%d-12345-0badc0de-7-g0",
+             (int)dead);
+    snprintf(dead_bell, sizeof(dead_bell), "/mc-0badc0de-%d-12345-0badc0de-3-bell", (int)dead);
+    snprintf(reused, sizeof(reused), "/mc-0badc0de-reap+test-%d-%llu-0badc0de-8-g1", (int)getpid(),
+             me_start + 1);
+    snprintf(live, sizeof(live), "/mc-0badc0de-reap+test-%d-%llu-0badc0de-9-g0", (int)getpid(),
+             me_start);
+    const char *foreign = "/mc-not-ours-at-all";
+    const char *made[] = {dead_seg, dead_bell, reused, live, foreign};
+    for (size_t i = 0; i < 5; i++)
+        CHILD_CHECK(make_file(made[i]));
+
+    reaped r = {.count = 0};
+    CHILD_CHECK(mc_shm_reap(true, on_reaped, &r) >= 3);
+    CHILD_CHECK(was_reaped(&r, dead_seg) && was_reaped(&r, dead_bell) && was_reaped(&r, reused));
+    CHILD_CHECK(!was_reaped(&r, live) && !was_reaped(&r, foreign));
+    for (size_t i = 0; i < 5; i++)
+        CHILD_CHECK(shm_file_exists(made[i])); /* a dry run removes nothing */
+
+    r.count = 0;
+    CHILD_CHECK(mc_shm_reap(false, on_reaped, &r) >= 3);
+    CHILD_CHECK(was_reaped(&r, dead_seg) && was_reaped(&r, dead_bell) && was_reaped(&r, reused));
+    CHILD_CHECK(!shm_file_exists(dead_seg) && !shm_file_exists(dead_bell) &&
+                !shm_file_exists(reused));
+    CHILD_CHECK(shm_file_exists(live) && shm_file_exists(foreign));
+
+    /* every context start reaps, unless told not to */
+    CHILD_CHECK(make_file(dead_seg));
+    mc_context *ctx = child_ctx("reap = false\n", "reap-off");
+    CHILD_CHECK(ctx != NULL && shm_file_exists(dead_seg));
+    mc_context_close(ctx);
+    ctx = child_ctx("", "reap-on");
+    CHILD_CHECK(ctx != NULL && !shm_file_exists(dead_seg));
+    mc_context_close(ctx);
+    shm_unlink(live);
+    shm_unlink(foreign);
+    return 0;
+}
+
+/* A tmpfs of our own on /dev/shm, in a mount namespace of our own. */
+static int private_dev_shm(const char *options)
+{
+    if (unshare(CLONE_NEWNS) != 0 || mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0 ||
+        mount("tmpfs", "/dev/shm", "tmpfs", 0, options) != 0) {
+        fprintf(stderr, "cannot mount a private /dev/shm: %s\n", strerror(errno));
+        return 2;
+    }
+    return 0;
+}
+
+static int reap_child(int to_parent, int from_parent)
+{
+    int rc = private_dev_shm("size=4m");
+    return rc != 0 ? rc : reap_checks();
+}
+
+static void test_files_of_dead_processes_are_reaped(void **state)
+{
+    /* Every memcast process reaps when it starts, so the fake dead files of this test would
+     * vanish under it if another ran now: as root it gets a /dev/shm of its own. */
+    if (geteuid() != 0) {
+        assert_int_equal(reap_checks(), 0);
+        return;
+    }
+    child ch = child_start(reap_child);
+    int status = child_reap(&ch, 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* ---- tests: hostile and crashing peers ---------------------------------------------------------
+ */
+
+static void *map_segment(const char *name, size_t size)
+{
+    int fd = shm_open(name, O_RDWR, 0);
+    assert_true(fd >= 0);
+    void *map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    assert_true(map != MAP_FAILED);
+    return map;
+}
+
+static void reset_collector(collector *c)
+{
+    pthread_mutex_lock(&c->lock);
+    c->count = 0;
+    c->last_seq = 0;
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* The subscriber still works: a new publisher on the topic reaches it. */
+static void assert_subscriber_alive(mc_context *sub_ctx, collector *c, const char *topic)
+{
+    mc_context *fresh = open_ctx("");
+    mc_publisher *pub = publisher(fresh, topic);
+    introduce_both(fresh, sub_ctx);
+    reset_collector(c);
+    assert_int_equal(publish_seq(pub, 1, 64), 0);
+    assert_true(wait_count(c, 1, false));
+    assert_int_equal(c->bad, 0);
+    assert_int_equal(mc_context_close(fresh), 0);
+}
+
+static void test_a_corrupt_segment_is_dropped_and_the_subscriber_lives_on(void **state)
+{
+    mc_context *ctx[3] = {open_ctx(""), open_ctx(""), open_ctx("")};
+    collector c;
+    collector_init(&c);
+    mc_publisher *pub = publisher(ctx[0], "corrupt");
+    subscribe(ctx[1], "corrupt", &c);
+    introduce_both(ctx[0], ctx[1]);
+    assert_int_equal(publish_seq(pub, 1, 64), 0);
+    assert_true(wait_count(&c, 1, false));
+    logs_clear();
+
+    /* garbage over the whole header, then a publish to wake the subscriber */
+    char name[MC_LOCATOR_MAX + 1];
+    shm_name_of(ctx[0], name, sizeof(name));
+    uint64_t *header = map_segment(name, 4096);
+    for (size_t i = 0; i < 32; i++)
+        __atomic_store_n(&header[i], mix(i + 1), __ATOMIC_RELAXED);
+    assert_int_equal(publish_seq(pub, 2, 64), 0);
+    assert_true(wait_log("is corrupt", "corrupt"));
+    assert_int_equal(c.count, 1);
+    munmap(header, 4096);
+    assert_subscriber_alive(ctx[1], &c, "corrupt");
+
+    /* an intact header whose write sequence claims messages that are not there */
+    mc_publisher *liar = publisher(ctx[2], "corrupt");
+    introduce_both(ctx[2], ctx[1]);
+    reset_collector(&c);
+    assert_int_equal(publish_seq(liar, 1, 64), 0);
+    assert_true(wait_count(&c, 1, false));
+    logs_clear();
+    capture *cap = malloc(sizeof(*cap));
+    capture_all(ctx[2], cap);
+    for (size_t i = 0; i < cap->count; i++)
+        if (cap->regs[i].reg.kind == MC_KIND_PUBLISHER)
+            snprintf(name, sizeof(name), "%.*s", (int)cap->regs[i].locators[0].size,
+                     (const char *)cap->regs[i].locators[0].data);
+    free(cap);
+    uint64_t *words = map_segment(name, 4096);
+    uint64_t *write_seq = &words[192 / 8];
+    __atomic_store_n(write_seq, __atomic_load_n(write_seq, __ATOMIC_RELAXED) + 2, __ATOMIC_RELAXED);
+    /* nothing rings: the wait thread's safety wake-up finds it */
+    assert_true(wait_log("is corrupt", "does not hold its message"));
+    assert_int_equal(c.count, 1);
+    munmap(words, 4096);
+    assert_subscriber_alive(ctx[1], &c, "corrupt");
+    close_all(ctx, 3);
+    collector_fini(&c);
+}
+
+static void test_readers_that_died_inside_slots_do_not_stall_the_writer(void **state)
+{
+    const char *cfg = "slots = 8\nack_timeout = 30s\n";
+    mc_context *ctx[2] = {open_ctx_level(cfg, "info"), open_ctx(cfg)};
+    collector c;
+    collector_init(&c);
+    mc_publisher *pub = publisher(ctx[0], "pinned");
+    subscribe(ctx[1], "pinned", &c);
+    introduce_both(ctx[0], ctx[1]);
+    /* as if a reader had been killed inside every slot: their pins stay for ever */
+    char name[MC_LOCATOR_MAX + 1];
+    shm_name_of(ctx[0], name, sizeof(name));
+    unsigned char *base = map_segment(name, 4096);
+    mc_shm_header *h = (mc_shm_header *)base;
+    assert_true(h->pins_offset + sizeof(mc_shm_pin) * h->slot_count <= 4096);
+    for (uint32_t i = 0; i < h->slot_count; i++)
+        atomic_fetch_add(&((mc_shm_pin *)(base + h->pins_offset))[i].count, 1);
+    logs_clear();
+    for (uint64_t s = 1; s <= 50; s++)
+        assert_int_equal(publish_seq(pub, s, 100), 0);
+    assert_true(wait_count(&c, 50, false));
+    assert_int_equal(c.bad + c.out_of_order, 0);
+    /* the writer waited pin_timeout once per slot, then stopped counting those pins */
+    assert_int_equal(logs_matching("longer than pin_timeout", "pinned"), 1);
+    munmap(base, 4096);
+    close_all(ctx, 2);
+    collector_fini(&c);
+}
+
+static int endless_publisher(int to_parent, int from_parent)
+{
+    mc_context *ctx = child_ctx("", "killed-pub");
+    CHILD_CHECK(ctx != NULL);
+    mc_publisher *pub = NULL;
+    CHILD_CHECK(mc_publisher_create(ctx, "crash/pub", NULL, &pub) == 0);
+    CHILD_CHECK(send_registration(ctx, to_parent));
+    wire_reg w;
+    CHILD_CHECK(receive_registration(ctx, from_parent, &w));
+    for (uint64_t seq = 1;; seq++)
+        CHILD_CHECK(publish_seq(pub, seq, 1024) == 0);
+}
+
+static void test_killing_a_publisher_never_hangs_its_subscriber(void **state)
+{
+    child ch = child_start(endless_publisher);
+    mc_context *ctx = open_ctx_level("", "info");
+    collector c;
+    collector_init(&c);
+    mc_subscriber *sub = subscribe(ctx, "crash/pub", &c);
+    wire_reg w;
+    assert_true(receive_registration(ctx, ch.from_child, &w));
+    assert_true(send_registration(ctx, ch.to_child));
+    assert_int_equal(mc_subscriber_matched(sub), 1);
+    logs_clear();
+    assert_true(wait_count(&c, 200, false));
+    /* the subscriber notices (while the child is a zombie not yet waited for), drains what
+     * is left and removes the dead segment */
+    kill(ch.pid, SIGKILL);
+    assert_true(wait_log("is gone", "crash/pub"));
+    child_reap(&ch, 0);
+    char name[MC_LOCATOR_MAX + 1];
+    snprintf(name, sizeof(name), "%.*s", (int)w.locators[0].size, (const char *)w.locators[0].data);
+    assert_false(shm_file_exists(name));
+    assert_int_equal(c.bad, 0);
+    assert_int_equal(c.out_of_order, 0);
+    report_to(ctx, &w, false);
+    assert_int_equal(mc_subscriber_matched(sub), 0);
+    assert_subscriber_alive(ctx, &c, "crash/pub");
+    assert_int_equal(mc_context_close(ctx), 0);
+    collector_fini(&c);
+}
+
+static int quiet_subscriber(int to_parent, int from_parent)
+{
+    mc_context *ctx = child_ctx("", "killed-sub");
+    CHILD_CHECK(ctx != NULL);
+    mc_subscriber *sub = NULL;
+    CHILD_CHECK(mc_subscriber_create(ctx, "crash/sub", NULL, &sub) == 0);
+    CHILD_CHECK(send_registration(ctx, to_parent));
+    wire_reg w;
+    CHILD_CHECK(receive_registration(ctx, from_parent, &w));
+    CHILD_CHECK(mc_subscriber_matched(sub) == 1);
+    char attached = 1;
+    CHILD_CHECK(write_all(to_parent, &attached, 1));
+    /* takes messages until killed */
+    for (;;) {
+        mc_msg *msg = NULL;
+        if (mc_take(sub, 1000, &msg) == 0)
+            mc_msg_release(msg);
+    }
+}
+
+static void test_a_killed_subscriber_costs_reliable_sends_no_timeout(void **state)
+{
+    child ch = child_start(quiet_subscriber);
+    mc_context *ctx = open_ctx_level("slots = 4\nack_timeout = 60s\n", "info");
+    mc_publisher *pub = publisher(ctx, "crash/sub");
+    wire_reg w;
+    assert_true(receive_registration(ctx, ch.from_child, &w));
+    assert_true(send_registration(ctx, ch.to_child));
+    char attached = 0;
+    assert_true(read_all(ch.from_child, &attached, 1));
+    assert_int_equal(mc_publisher_matched(pub), 1);
+    for (uint64_t s = 1; s <= 10; s++)
+        assert_int_equal(publish_seq(pub, s, 64), 0);
+    logs_clear();
+    kill(ch.pid, SIGKILL);
+    /* the first send that needs the dead reader finds it gone (a zombie, not yet waited
+     * for) instead of waiting 60 s */
+    for (uint64_t s = 11; s <= 30; s++)
+        assert_int_equal(publish_seq(pub, s, 64), 0);
+    child_reap(&ch, 0);
+    assert_int_equal(logs_matching("is gone; no longer waiting", "crash/sub"), 1);
+    assert_int_equal(logs_matching("ack_timeout", NULL), 0);
+    report_to(ctx, &w, false);
+    assert_int_equal(mc_context_close(ctx), 0);
+    /* its doorbell was left behind, for the reaper (this one, or any memcast process that
+     * started meanwhile) */
+    char bell[MC_LOCATOR_MAX + 1];
+    snprintf(bell, sizeof(bell), "%.*s", (int)w.locators[0].size, (const char *)w.locators[0].data);
+    assert_true(mc_shm_reap(false, NULL, NULL) >= 0);
+    assert_false(shm_file_exists(bell));
+}
+
+/* ---- main ------------------------------------------------------------------------------------ */
+
+static int group_setup(void **state)
+{
+    snprintf(config_dir, sizeof(config_dir), "/tmp/mc-test-shm.XXXXXX");
+    if (mkdtemp(config_dir) == NULL)
+        return -1;
+    mc_set_log_handler(on_log, NULL);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    mc_set_log_handler(NULL, NULL);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", config_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_integrity_from_0_bytes_to_64_mib),
+        cmocka_unit_test(test_one_to_eight_subscribers),
+        cmocka_unit_test(test_growth_across_generations_loses_nothing),
+        cmocka_unit_test(test_slow_subscriber_loses_oldest_and_counts_them),
+        cmocka_unit_test(test_reliable_mode_is_lossless_with_a_slow_subscriber),
+        cmocka_unit_test(test_reliable_mode_drops_a_stuck_subscriber_once),
+        cmocka_unit_test(test_messages_after_the_match_are_not_lost),
+        cmocka_unit_test(test_subscribers_beyond_the_table_are_served_best_effort),
+        cmocka_unit_test(test_loan_writes_into_shared_memory_and_readers_get_it_in_place),
+        cmocka_unit_test(test_segments_get_exactly_the_configured_mode),
+        cmocka_unit_test(test_names_stay_inside_dev_shm_and_parse_back),
+        cmocka_unit_test(test_files_of_dead_processes_are_reaped),
+        cmocka_unit_test(test_a_full_dev_shm_gives_clean_errors),
+        cmocka_unit_test(test_a_corrupt_segment_is_dropped_and_the_subscriber_lives_on),
+        cmocka_unit_test(test_readers_that_died_inside_slots_do_not_stall_the_writer),
+        cmocka_unit_test(test_killing_a_publisher_never_hangs_its_subscriber),
+        cmocka_unit_test(test_a_killed_subscriber_costs_reliable_sends_no_timeout),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
