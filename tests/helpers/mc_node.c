@@ -16,6 +16,10 @@
  * (so a test controls its lifetime through a pipe, and a clean close says goodbye).
  *
  *   mc_node [-c FILE] pub|sub TOPIC [--count N] [--size BYTES] [--wait-matched N] [--exit]
+ *           [--topics N]
+ *
+ * --topics N creates N extra endpoints of the same kind on TOPIC/0 .. TOPIC/N-1 (only the
+ * main endpoint publishes or counts messages; the others exist to be discovered).
  */
 #include <errno.h>
 #include <poll.h>
@@ -38,6 +42,7 @@ typedef struct node {
     size_t size;
     unsigned wait_matched;
     bool exit_when_done;
+    unsigned extra_topics;
     pthread_mutex_t lock;
     pthread_cond_t changed;
     unsigned long long received;
@@ -166,6 +171,8 @@ static int parse(int argc, char **argv, node *n)
             n->size = strtoull(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--wait-matched") == 0 && has_value)
             n->wait_matched = (unsigned)strtoul(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--topics") == 0 && has_value)
+            n->extra_topics = (unsigned)strtoul(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--exit") == 0)
             n->exit_when_done = true;
         else
@@ -209,12 +216,31 @@ int main(int argc, char **argv)
         mc_context_close(ctx);
         return 1;
     }
+    void **extra = calloc(n.extra_topics ? n.extra_topics : 1, sizeof(void *));
+    for (unsigned i = 0; i < n.extra_topics && rc == 0; i++) {
+        char topic[MC_TOPIC_MAX + 1];
+        snprintf(topic, sizeof(topic), "%s/%u", n.topic, i);
+        mc_pub_options po;
+        mc_pub_options_init(&po);
+        po.on_event = on_event;
+        mc_sub_options so;
+        mc_sub_options_init(&so);
+        so.on_event = on_event;
+        rc = n.publisher ? mc_publisher_create(ctx, topic, &po, (mc_publisher **)&extra[i])
+                         : mc_subscriber_create(ctx, topic, &so, (mc_subscriber **)&extra[i]);
+    }
+    if (rc != 0) {
+        fprintf(stderr, "mc_node: %s\n", mc_last_error());
+        mc_context_close(ctx);
+        return 1;
+    }
     say("open %lld\n", now_ns());
     int status = (n.publisher && n.count > 0) ? publish_all(&n, pub) : 0;
     wait_for_end(&n);
     mc_publisher_destroy(pub);
     mc_subscriber_destroy(sub);
-    mc_context_close(ctx);
+    mc_context_close(ctx); /* also closes the extra endpoints */
+    free(extra);
     say("done %llu %llu %llu\n", n.received, n.lost, n.corrupt);
     return status != 0 ? status : (n.corrupt != 0 ? 3 : 0);
 }
