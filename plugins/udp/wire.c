@@ -456,8 +456,9 @@ static mc_udp_wire_status next_record(reader *r, uint8_t minor, mc_udp_wire_reco
     size_t record_len = load16(r->p);
     if (record_len < MC_UDP_WIRE_RECORD_FIXED || record_len > r->left)
         return MC_UDP_WIRE_BAD_RECORD_LENGTH;
-    const uint8_t *p;
-    take(r, record_len, &p);
+    const uint8_t *p = NULL;
+    if (!take(r, record_len, &p))
+        return MC_UDP_WIRE_BAD_RECORD_LENGTH;
     return parse_record(p, record_len, minor, out);
 }
 
@@ -701,6 +702,7 @@ mc_udp_wire_status mc_udp_wire_batch_add(mc_udp_wire_batch *b, const mc_udp_wire
         return st;
     if (b->open.buf != NULL) {
         st = mc_udp_wire_add(&b->open, r);
+        b->records += st == MC_UDP_WIRE_OK;
         if (st != MC_UDP_WIRE_NO_ROOM)
             return st;
         if ((st = batch_close(b)) != MC_UDP_WIRE_OK)
@@ -708,7 +710,9 @@ mc_udp_wire_status mc_udp_wire_batch_add(mc_udp_wire_batch *b, const mc_udp_wire
     }
     if ((st = batch_open(b, mc_udp_wire_record_size(r))) != MC_UDP_WIRE_OK)
         return st;
-    return mc_udp_wire_add(&b->open, r);
+    st = mc_udp_wire_add(&b->open, r);
+    b->records += st == MC_UDP_WIRE_OK;
+    return st;
 }
 
 mc_udp_wire_status mc_udp_wire_batch_finish(mc_udp_wire_batch *b)
@@ -722,8 +726,10 @@ mc_udp_wire_status mc_udp_wire_batch_finish(mc_udp_wire_batch *b)
         return st;
     if (b->count > UINT16_MAX)
         return MC_UDP_WIRE_TOO_MANY_PARTS;
-    for (size_t i = 0; i < b->count; i++)
+    for (size_t i = 0; i < b->count; i++) {
         mc_udp_wire_set_part(b->items[i].data, (uint16_t)i, (uint16_t)b->count);
+        store32(b->items[i].data + OFF_ENDPOINT_COUNT, (uint32_t)b->records);
+    }
     return MC_UDP_WIRE_OK;
 }
 
