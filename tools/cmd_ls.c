@@ -267,16 +267,24 @@ static void refresh_all(mc_context *ctx)
     }
 }
 
-/* Two snapshots `interval` apart, each after asking every peer to re-announce. */
+/* Two snapshots `interval` apart. Each asks every peer to announce its counters, waits
+ * `wait` for the answers, and is dated at the request: the counters are from then. */
+static void snapshot_after_refresh(mc_context *ctx, long wait_ms, snapshot *s)
+{
+    struct timespec asked;
+    clock_gettime(CLOCK_MONOTONIC, &asked);
+    refresh_all(ctx);
+    pause_ms(wait_ms);
+    take_snapshot(ctx, s);
+    s->taken = asked;
+}
+
 static void measure(mc_context *ctx, long wait_ms, long interval_ms, snapshot *before,
                     snapshot *after)
 {
-    refresh_all(ctx);
-    pause_ms(wait_ms);
-    take_snapshot(ctx, before);
-    refresh_all(ctx);
-    pause_ms(interval_ms);
-    take_snapshot(ctx, after);
+    snapshot_after_refresh(ctx, wait_ms, before);
+    pause_ms(interval_ms > wait_ms ? interval_ms - wait_ms : 0);
+    snapshot_after_refresh(ctx, wait_ms, after);
     compute_rates(before, after);
 }
 
@@ -329,7 +337,6 @@ int mc_cmd_ls(const cli_command *cmd, cli_global *global, int argc, char **argv)
         else
             print_text(&after, ctx->host_token);
         fflush(stdout);
-        wait_ms = 0;
     } while (watch && !stop_watch);
     free(before.rows);
     free(after.rows);

@@ -182,12 +182,14 @@ static void test_subscriber_first(void **state)
     write_config("disc-a", "500ms");
     shm_settings = "";
     node pub, sub;
-    start(&sub, "sub", "meet/sub_first", NULL);
+    start(&sub, "sub", "meet/sub_first", "--count", "1000", NULL);
     assert_non_null(wait_line(&sub, "open ", now_ms() + 10000));
     start(&pub, "pub", "meet/sub_first", "--count", "1000", "--size", "256", "--wait-matched", "1",
           NULL);
     expect_meeting(&pub, &sub);
     assert_non_null(wait_line(&pub, "sent ", now_ms() + 10000));
+    /* a closing publisher removes its segment: let the subscriber drain it first */
+    assert_non_null(wait_line(&sub, "received ", now_ms() + 10000));
     assert_int_equal(stop(&pub, false), 0);
     assert_int_equal(stop(&sub, false), 0);
     if (strstr(sub.buf, "done 1000 0 0") == NULL)
@@ -202,8 +204,9 @@ static void test_publisher_first(void **state)
     node pub, sub;
     start(&pub, "pub", "meet/pub_first", "--count", "100", "--wait-matched", "1", NULL);
     assert_non_null(wait_line(&pub, "open ", now_ms() + 10000));
-    start(&sub, "sub", "meet/pub_first", NULL);
+    start(&sub, "sub", "meet/pub_first", "--count", "100", NULL);
     expect_meeting(&pub, &sub);
+    assert_non_null(wait_line(&sub, "received ", now_ms() + 10000));
     assert_int_equal(stop(&pub, false), 0);
     assert_int_equal(stop(&sub, false), 0);
     if (strstr(sub.buf, "done 100 0 0") == NULL)
@@ -280,12 +283,68 @@ static void test_domains_do_not_mix(void **state)
     stop(&pub, false);
 }
 
+/* Runs `memcast -c CONFIG ls --json` and returns what it printed (static buffer). */
+static const char *memcast_ls(void)
+{
+    static char out[65536];
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/tools/memcast", getenv("MC_BUILDDIR"));
+    int fds[2];
+    assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], STDOUT_FILENO);
+        execl(path, path, "-c", config_path, "ls", "--json", "--interval", "300", (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t used = 0;
+    ssize_t got;
+    while (used < sizeof(out) - 1 && (got = read(fds[0], out + used, sizeof(out) - 1 - used)) > 0)
+        used += (size_t)got;
+    out[used] = '\0';
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    return out;
+}
+
+/* memcast ls, a third process, sees the topic, both endpoints and the transport they share. */
+static void test_ls_shows_topic_endpoints_and_shared_transport(void **state)
+{
+    write_config("disc-g", "500ms");
+    node pub, sub;
+    start(&sub, "sub", "seen/by_ls", NULL);
+    assert_non_null(wait_line(&sub, "open ", now_ms() + 10000));
+    start(&pub, "pub", "seen/by_ls", "--count", "5", "--wait-matched", "1", NULL);
+    expect_meeting(&pub, &sub);
+    const char *json = memcast_ls();
+    if (strstr(json, "\"topic\":\"seen/by_ls\"") == NULL ||
+        strstr(json, "\"shared_transports\":\"shm\"") == NULL ||
+        strstr(json, "\"kind\":\"publisher\"") == NULL ||
+        strstr(json, "\"kind\":\"subscriber\"") == NULL)
+        fail_msg("memcast ls printed: %s", json);
+    char pid_text[32];
+    snprintf(pid_text, sizeof(pid_text), "\"pid\":%d,", (int)pub.pid);
+    assert_non_null(strstr(json, pid_text));
+    snprintf(pid_text, sizeof(pid_text), "\"pid\":%d,", (int)sub.pid);
+    assert_non_null(strstr(json, pid_text));
+    stop(&pub, false);
+    stop(&sub, false);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_subscriber_first),      cmocka_unit_test(test_publisher_first),
-        cmocka_unit_test(test_goodbye_on_clean_exit), cmocka_unit_test(test_expiry_after_kill9),
-        cmocka_unit_test(test_thousand_topics),       cmocka_unit_test(test_domains_do_not_mix),
+        cmocka_unit_test(test_subscriber_first),
+        cmocka_unit_test(test_publisher_first),
+        cmocka_unit_test(test_goodbye_on_clean_exit),
+        cmocka_unit_test(test_expiry_after_kill9),
+        cmocka_unit_test(test_thousand_topics),
+        cmocka_unit_test(test_domains_do_not_mix),
+        cmocka_unit_test(test_ls_shows_topic_endpoints_and_shared_transport),
     };
     return cmocka_run_group_tests_name("discovery", tests, setup, teardown);
 }
