@@ -8,9 +8,11 @@
  *  - an increment of generation synced+1 applies and advances synced;
  *  - an increment further ahead applies too (so a new endpoint is known at once), is
  *    remembered in `ahead`, and we ask the sender for its full list;
- *  - a complete full list of generation g replaces what we hold, except entries that
- *    changed after g (they are newer than the list); then synced = g, and increments
- *    remembered in `ahead` move synced on when they are contiguous;
+ *  - the records of a full list of generation g apply as they arrive, except where we
+ *    hold newer news of an endpoint. Once every endpoint the list announces was seen (in
+ *    any datagram of any answer of that generation: a lost part is made up by the next
+ *    answer), what it did not list and did not change after g is removed, synced = g,
+ *    and increments remembered in `ahead` move synced on when they are contiguous;
  *  - a withdraw applied ahead of sync leaves a dead entry, so that an older full list
  *    cannot bring the endpoint back; dead entries go once synced passes them;
  *  - a heartbeat whose generation or endpoint count differs from ours makes us ask.
@@ -32,7 +34,6 @@ typedef struct remote_ep {
     const char *topic;
     const char *type;
     const char *encoding;
-    struct remote_ep *next; /* in a full list being collected */
     uint32_t locator_count;
     mc_locator locators[]; /* then the three strings */
 } remote_ep;
@@ -53,21 +54,17 @@ struct udp_peer {
     mc_udp_idmap endpoints; /* serial -> remote_ep */
     size_t alive_count;
     size_t dead_count;
-    uint32_t mark;
 
     bool sequence_known;
     uint32_t last_sequence;
     uint64_t lost;
 
-    /* a full list split over datagrams, being collected */
+    /* the full list being collected: entries it named carry `mark` */
     bool collecting;
-    uint32_t batch; /* sequence of its first part */
-    uint32_t batch_gen;
-    uint16_t parts;
-    uint16_t parts_got;
-    uint8_t *parts_seen; /* bitmap */
-    remote_ep *collected;
-    size_t collected_count;
+    uint32_t mark;
+    uint32_t collect_gen;
+    uint32_t collect_expected; /* endpoints the list announces */
+    uint32_t collect_seen;     /* distinct endpoints of it seen so far */
 
     udp_peer *next;
 };
@@ -126,15 +123,6 @@ static remote_ep *ep_new(const mc_udp_wire_record *r, uint32_t generation, bool 
     return e;
 }
 
-static void ep_free_list(remote_ep *list)
-{
-    while (list != NULL) {
-        remote_ep *next = list->next;
-        free(list);
-        list = next;
-    }
-}
-
 /* What the framework compares to decide whether a match must be redone. */
 static bool ep_same(const remote_ep *a, const remote_ep *b)
 {
@@ -171,15 +159,16 @@ static void count_entry(udp_peer *peer, const remote_ep *e, int delta)
 }
 
 /* Puts n in place of what the table holds for its serial, and tells the host what changed
- * for it: a new or changed endpoint, new counters, or a withdrawal. Takes n. */
-static void ep_store(mc_plugin *p, udp_peer *peer, remote_ep *n)
+ * for it: a new or changed endpoint, new counters, or a withdrawal. Takes n; false when
+ * it could not be kept. */
+static bool ep_store(mc_plugin *p, udp_peer *peer, remote_ep *n)
 {
     remote_ep *old = mc_udp_idmap_get(&peer->endpoints, n->serial);
     if ((old == NULL && peer->endpoints.count >= MC_UDP_PEER_ENDPOINTS) ||
         !mc_udp_idmap_put(&peer->endpoints, n->serial, n)) {
         over_limit(p, "an endpoint of another context");
         free(n);
-        return;
+        return false;
     }
     if (old != NULL)
         count_entry(peer, old, -1);
@@ -191,6 +180,7 @@ static void ep_store(mc_plugin *p, udp_peer *peer, remote_ep *n)
     else if (!n->alive && was_alive)
         report(p, peer, old, false);
     free(old);
+    return true;
 }
 
 static void ep_remove(mc_plugin *p, udp_peer *peer, remote_ep *e)
@@ -276,34 +266,6 @@ static void ask(mc_plugin *p, udp_peer *peer, int64_t now)
 
 /* ---- applying what arrived ----------------------------------------------------------------- */
 
-/* A complete full list of generation g (list may be empty). Takes the list. */
-static void apply_full(mc_plugin *p, udp_peer *peer, uint32_t generation, remote_ep *list)
-{
-    if (peer->synced && gen_after(peer->synced_gen, generation)) {
-        p->stats.stale++;
-        ep_free_list(list);
-        return;
-    }
-    uint32_t mark = ++peer->mark;
-    while (list != NULL) {
-        remote_ep *n = list;
-        list = n->next;
-        n->next = NULL;
-        remote_ep *e = mc_udp_idmap_get(&peer->endpoints, n->serial);
-        if (e != NULL && gen_after(e->generation, generation)) {
-            e->mark = mark; /* we already hold newer news of it */
-            free(n);
-            continue;
-        }
-        n->mark = mark;
-        ep_store(p, peer, n);
-    }
-    ep_remove_where(p, peer, is_unlisted, generation, mark);
-    peer->synced = true;
-    peer->synced_gen = generation;
-    advance(p, peer);
-}
-
 static void apply_change(mc_plugin *p, udp_peer *peer, uint8_t type, const mc_udp_wire_record *r,
                          uint32_t generation, bool in_order)
 {
@@ -314,10 +276,12 @@ static void apply_change(mc_plugin *p, udp_peer *peer, uint8_t type, const mc_ud
         return;
     }
     remote_ep *n = ep_new(r, generation, type == MC_UDP_MSG_ANNOUNCE);
-    if (n == NULL)
+    if (n == NULL) {
         over_limit(p, "an endpoint of another context");
-    else
-        ep_store(p, peer, n);
+        return;
+    }
+    n->mark = e != NULL ? e->mark : 0; /* still named by the list being collected */
+    ep_store(p, peer, n);
 }
 
 /* An incremental ANNOUNCE or WITHDRAW (exactly one record, checked by the decoder). */
@@ -346,110 +310,82 @@ static void on_change(mc_plugin *p, udp_peer *peer, const mc_udp_wire_message *m
     }
 }
 
-/* The records of one datagram of a full list, as a list of new entries. */
-static bool collect_records(mc_plugin *p, udp_peer *peer, const mc_udp_wire_message *msg,
-                            remote_ep **list, size_t *count)
-{
-    mc_udp_wire_cursor cursor;
-    mc_udp_wire_record r;
-    mc_udp_wire_cursor_init(&cursor, msg);
-    while (mc_udp_wire_cursor_next(&cursor, &r)) {
-        remote_ep *e =
-            *count < MC_UDP_PEER_ENDPOINTS ? ep_new(&r, msg->header.generation, true) : NULL;
-        if (e == NULL) {
-            over_limit(p, "a full list of another context");
-            return false;
-        }
-        e->next = *list;
-        *list = e;
-        (*count)++;
-    }
-    (void)peer;
-    return true;
-}
+/* ---- full lists ----------------------------------------------------------------------- */
 
-static void collect_end(udp_peer *peer)
+static void collect_start(udp_peer *peer, uint32_t generation, uint32_t expected)
 {
-    ep_free_list(peer->collected);
-    free(peer->parts_seen);
-    peer->collected = NULL;
-    peer->collected_count = 0;
-    peer->parts_seen = NULL;
-    peer->collecting = false;
-}
-
-static bool collect_begin(udp_peer *peer, uint32_t batch, const mc_udp_wire_header *h)
-{
-    collect_end(peer);
-    peer->parts_seen = calloc(((size_t)h->part_count + 7) / 8, 1);
-    if (peer->parts_seen == NULL)
-        return false;
     peer->collecting = true;
-    peer->batch = batch;
-    peer->batch_gen = h->generation;
-    peer->parts = h->part_count;
-    peer->parts_got = 0;
-    return true;
+    peer->mark++; /* entries named by earlier lists no longer count */
+    peer->collect_gen = generation;
+    peer->collect_expected = expected;
+    peer->collect_seen = 0;
 }
 
-static bool is_collecting(const udp_peer *peer, uint32_t batch, const mc_udp_wire_header *h)
+/* Every endpoint of the list was seen: the list is the set at its generation. */
+static void collect_complete(mc_plugin *p, udp_peer *peer)
 {
-    return peer->collecting && peer->batch == batch && peer->parts == h->part_count &&
-           peer->batch_gen == h->generation;
+    uint32_t generation = peer->collect_gen;
+    ep_remove_where(p, peer, is_unlisted, generation, peer->mark);
+    peer->collecting = false;
+    peer->synced = true;
+    peer->synced_gen = generation;
+    advance(p, peer);
+}
+
+/* One record of the list being collected. */
+static void collect_record(mc_plugin *p, udp_peer *peer, const mc_udp_wire_record *r)
+{
+    uint32_t generation = peer->collect_gen;
+    remote_ep *e = mc_udp_idmap_get(&peer->endpoints, r->serial);
+    bool counted = e != NULL && e->mark == peer->mark; /* named by an earlier datagram */
+    if (e != NULL && gen_after(e->generation, generation)) {
+        e->mark = peer->mark; /* we already hold newer news of it */
+    } else {
+        remote_ep *n = ep_new(r, generation, true);
+        if (n == NULL) {
+            over_limit(p, "an endpoint of another context");
+            return;
+        }
+        n->mark = peer->mark;
+        if (!ep_store(p, peer, n))
+            return;
+    }
+    if (!counted)
+        peer->collect_seen++;
 }
 
 static void on_full_part(mc_plugin *p, udp_peer *peer, const mc_udp_wire_message *msg)
 {
     const mc_udp_wire_header *h = &msg->header;
-    if (peer->synced && gen_after(peer->synced_gen, h->generation)) {
+    if ((peer->synced && gen_after(peer->synced_gen, h->generation)) ||
+        (peer->collecting && gen_after(peer->collect_gen, h->generation))) {
         p->stats.stale++;
         return;
     }
-    if (h->part_count == 1) {
-        remote_ep *list = NULL;
-        size_t count = 0;
-        if (collect_records(p, peer, msg, &list, &count))
-            apply_full(p, peer, h->generation, list);
-        else
-            ep_free_list(list);
-        return;
-    }
-    uint32_t batch = h->sequence - h->part_index; /* the parts are numbered consecutively */
-    if (!is_collecting(peer, batch, h)) {
-        if (peer->collecting && gen_after(peer->batch, batch)) {
-            p->stats.stale++; /* a part of an older list */
-            return;
-        }
-        if (!collect_begin(peer, batch, h)) {
-            over_limit(p, "a full list of another context");
-            return;
-        }
-    }
-    uint8_t bit = (uint8_t)(1u << (h->part_index % 8));
-    if (peer->parts_seen[h->part_index / 8] & bit)
-        return; /* a duplicate */
-    peer->parts_seen[h->part_index / 8] |= bit;
-    if (!collect_records(p, peer, msg, &peer->collected, &peer->collected_count)) {
-        collect_end(peer); /* incomplete: applying it would remove endpoints that exist */
-        return;
-    }
-    if (++peer->parts_got < peer->parts)
-        return;
-    remote_ep *list = peer->collected;
-    peer->collected = NULL;
-    collect_end(peer);
-    apply_full(p, peer, h->generation, list);
+    /* Every answer of one generation lists the same endpoints, however it is split. */
+    if (!peer->collecting || peer->collect_gen != h->generation ||
+        peer->collect_expected != h->endpoint_count)
+        collect_start(peer, h->generation, h->endpoint_count);
+    mc_udp_wire_cursor cursor;
+    mc_udp_wire_record r;
+    mc_udp_wire_cursor_init(&cursor, msg);
+    while (mc_udp_wire_cursor_next(&cursor, &r))
+        collect_record(p, peer, &r);
+    if (peer->collect_seen >= peer->collect_expected)
+        collect_complete(p, peer);
 }
 
 /* A HEARTBEAT or REQUEST: both carry the sender's generation and endpoint count. */
 static void observe(mc_plugin *p, udp_peer *peer, const mc_udp_wire_header *h, int64_t now)
 {
-    if (peer->synced && gen_after(peer->synced_gen, h->generation))
+    if ((peer->synced && gen_after(peer->synced_gen, h->generation)) ||
+        (peer->collecting && gen_after(peer->collect_gen, h->generation)))
         return; /* older than what we hold: overtaken on the way */
     if (peer->synced && h->generation == peer->synced_gen && h->endpoint_count == peer->alive_count)
         return;
     if (h->endpoint_count == 0) {
-        apply_full(p, peer, h->generation, NULL); /* nothing to fetch */
+        collect_start(peer, h->generation, 0); /* an empty list needs no fetching */
+        collect_complete(p, peer);
         return;
     }
     ask(p, peer, now);
@@ -470,7 +406,7 @@ static void track_sequence(mc_plugin *p, udp_peer *peer, uint32_t sequence)
         p->stats.lost += (uint64_t)(step - 1);
         peer->last_sequence = sequence;
     } else if (step < 0 && peer->lost > 0) {
-        peer->lost--; /* late, not lost: parts of a full list overtaken by an increment */
+        peer->lost--; /* late, not lost: a part of a full list overtaken by an increment */
         p->stats.lost--;
     }
 }
@@ -516,7 +452,6 @@ static void peer_release(mc_plugin *p, udp_peer *peer, bool tell_host)
     for (size_t i = 0; i < peer->endpoints.capacity; i++)
         free(peer->endpoints.slots[i].value);
     mc_udp_idmap_free(&peer->endpoints);
-    collect_end(peer);
     free(peer);
 }
 

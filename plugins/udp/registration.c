@@ -155,12 +155,12 @@ typedef struct full_list {
     size_t skipped;
 } full_list;
 
-static void full_start(full_list *f, uint32_t generation, uint32_t count)
+/* endpoint_count is filled in by the batch: the records the list really holds. */
+static void full_start(full_list *f, uint32_t generation)
 {
     mc_udp_wire_header h = header_of(f->p, MC_UDP_MSG_ANNOUNCE);
     h.flags = MC_UDP_FLAG_FULL;
     h.generation = generation;
-    h.endpoint_count = count;
     mc_udp_wire_batch_init(&f->batch, &h, (size_t)f->p->cfg.max_datagram);
     f->started = true;
 }
@@ -174,9 +174,8 @@ static void full_collect(void *user, const mc_registration *reg)
     if (!f->started) {
         pthread_mutex_lock(&f->p->lock);
         uint32_t generation = f->p->generation;
-        uint32_t count = (uint32_t)f->p->local.count;
         pthread_mutex_unlock(&f->p->lock);
-        full_start(f, generation, count);
+        full_start(f, generation);
     }
     if (f->failed)
         return;
@@ -215,7 +214,7 @@ static void send_full(mc_plugin *p)
     pthread_mutex_unlock(&p->lock);
     p->host->local_endpoints(p->host->ctx, full_collect, &f);
     if (!f.started)
-        full_start(&f, generation, 0);
+        full_start(&f, generation);
     if (f.failed || mc_udp_wire_batch_finish(&f.batch) != MC_UDP_WIRE_OK)
         p->host->log(p->host->ctx, MC_LOG_WARN,
                      "out of memory listing this context's endpoints; peers ask again "

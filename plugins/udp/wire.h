@@ -202,12 +202,14 @@ typedef struct mc_udp_wire_batch {
     mc_udp_wire_datagram *items;
     size_t count;
     size_t capacity;
+    size_t records;          /* in all datagrams */
     mc_udp_wire_writer open; /* the datagram being filled, when open.buf != NULL */
 } mc_udp_wire_batch;
 
 void mc_udp_wire_batch_init(mc_udp_wire_batch *b, const mc_udp_wire_header *h, size_t limit);
 mc_udp_wire_status mc_udp_wire_batch_add(mc_udp_wire_batch *b, const mc_udp_wire_record *r);
-/* Closes the last datagram (an empty list still yields one) and numbers the parts. */
+/* Closes the last datagram (an empty list still yields one), numbers the parts and sets
+ * every header's endpoint_count to the number of records in the whole list. */
 mc_udp_wire_status mc_udp_wire_batch_finish(mc_udp_wire_batch *b);
 void mc_udp_wire_batch_free(mc_udp_wire_batch *b);
 

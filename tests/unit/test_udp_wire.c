@@ -321,7 +321,7 @@ static void test_1000_endpoints_split_and_all_recovered(void **state)
     static char topics[N][64];
     mc_udp_wire_header h = header(MC_UDP_MSG_ANNOUNCE);
     h.flags = MC_UDP_FLAG_FULL;
-    h.endpoint_count = N;
+    h.endpoint_count = 0; /* finish sets it: the records of the whole list */
     mc_udp_wire_batch b;
     mc_udp_wire_batch_init(&b, &h, LIMIT);
     for (int i = 0; i < N; i++) {
@@ -376,6 +376,7 @@ static void test_empty_list_still_yields_one_datagram(void **state)
                      MC_UDP_WIRE_OK);
     assert_int_equal(msg.header.record_count, 0);
     assert_int_equal(msg.header.part_count, 1);
+    assert_int_equal(msg.header.endpoint_count, 0);
     mc_udp_wire_batch_free(&b);
 }
 
@@ -403,6 +404,7 @@ static void test_record_larger_than_limit_travels_alone(void **state)
     assert_int_equal(mc_udp_wire_batch_add(&b, &small), MC_UDP_WIRE_OK);
     assert_int_equal(mc_udp_wire_batch_finish(&b), MC_UDP_WIRE_OK);
     assert_int_equal(b.count, 3);
+    assert_int_equal(b.records, 3);
     assert_int_equal(b.items[1].size,
                      MC_UDP_WIRE_HEADER_FIXED + strlen(DOMAIN) + mc_udp_wire_record_size(&big));
     assert_true(b.items[1].size > 1500);
