@@ -39,7 +39,7 @@ static const mc_config_key test_schema[] = {
 
 /* The shipped plugins whose sections conf/memcast.ini documents; their schemas are read
  * from the built plugins themselves, so a key added to a plugin must be documented. */
-static const char *const shipped_plugins[] = {"inproc", "shm"};
+static const char *const shipped_plugins[] = {"inproc", "shm", "udp"};
 #define SHIPPED_PLUGINS (sizeof(shipped_plugins) / sizeof(shipped_plugins[0]))
 
 static const mc_config_key *shipped_schema(const char *name, mc_loaded_plugin *plugin)
