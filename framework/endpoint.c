@@ -30,7 +30,8 @@ struct mc_msg {
     mc_endpoint_id publisher;
     uint64_t seq;
     int64_t send_time_ns;
-    char transport[MC_PLUGIN_NAME_MAX + 1];
+    const char *transport; /* the plugin's name; points at transport_copy once queued */
+    char transport_copy[MC_PLUGIN_NAME_MAX + 1];
     unsigned char payload[]; /* owned copy, for messages taken in pull mode */
 };
 
@@ -1085,7 +1086,7 @@ static mc_msg msg_view(const mc_sample *s, const mc_transport *tp)
                   .publisher = s->publisher,
                   .seq = s->seq,
                   .send_time_ns = s->send_time_ns};
-    snprintf(msg.transport, sizeof(msg.transport), "%s", tp->desc->name);
+    msg.transport = tp->desc->name; /* a callback's view: no copy on the delivery path */
     return msg;
 }
 
@@ -1110,6 +1111,9 @@ static void enqueue_copy(mc_subscriber *sub, mc_binding *b, const mc_msg *view)
     if (view->size > 0)
         memcpy(copy->payload, view->data, view->size);
     copy->data = copy->payload;
+    /* a queued message may outlive the plugin (taken after the context closed) */
+    snprintf(copy->transport_copy, sizeof(copy->transport_copy), "%s", view->transport);
+    copy->transport = copy->transport_copy;
     pthread_mutex_lock(&sub->state_lock);
     if (sub->queue_count == sub->queue_depth) {
         free(sub->queue[sub->queue_head]);
