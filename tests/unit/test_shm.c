@@ -1210,8 +1210,11 @@ static void test_files_of_dead_processes_are_reaped(void **state)
     /* Every memcast process reaps when it starts, so the fake dead files of this test would
      * vanish under it if another ran now: as root it gets a /dev/shm of its own. */
     if (!private_dev_shm_possible()) {
-        assert_int_equal(reap_checks(), 0);
-        return;
+        /* on the shared /dev/shm, shm contexts of tests running in parallel reap the fake
+         * files at their start, so the checks would race them */
+        fprintf(stderr, "skipped: reaping is checked in a private /dev/shm, which cannot be "
+                        "made here (needs root and a mount point at /)\n");
+        skip();
     }
     child ch = child_start(reap_child);
     int status = child_reap(&ch, 0);
