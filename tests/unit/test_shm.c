@@ -1276,7 +1276,9 @@ static void test_a_corrupt_segment_is_dropped_and_the_subscriber_lives_on(void *
         __atomic_store_n(&header[i], mix(i + 1), __ATOMIC_RELAXED);
     assert_int_equal(publish_seq(pub, 2, 64), 0);
     assert_true(wait_log("is corrupt", "corrupt"));
-    assert_int_equal(c.count, 1);
+    /* A pass that checked the header just before the garbage landed may still read message 2
+     * (it is intact: c.bad stays 0); nothing is read after the drop. */
+    assert_in_range(c.count, 1, 2);
     munmap(header, 4096);
     assert_subscriber_alive(ctx[1], &c, "corrupt");
 
