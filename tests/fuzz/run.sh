@@ -1,22 +1,31 @@
 #!/bin/sh
-# Fuzzes the decoder of the udp plugin's registration datagrams (plugins/udp/wire.c).
+# Fuzzes the parsers that read what other processes wrote:
+#   registration  the udp plugin's registration datagrams (plugins/udp/wire.c)
+#   config        the configuration reader (framework/config.c over inih)
+#   shm_header    a shm segment's header check and the ring reader (plugins/shm/ring.c)
 #
-#   tests/fuzz/run.sh [SECONDS] [libFuzzer options...]   build, then fuzz for SECONDS (60)
-#   tests/fuzz/run.sh --seeds                             rewrite tests/fuzz/corpus/registration
+#   tests/fuzz/run.sh [TARGET] [SECONDS] [libFuzzer options...]
+#                     build, then fuzz TARGET (default registration) for SECONDS (60)
+#   tests/fuzz/run.sh [TARGET] --seeds      rewrite tests/fuzz/corpus/TARGET
 #
-# Builds tests/fuzz/fuzz_registration.c and wire.c straight from the sources with
+# Builds tests/fuzz/fuzz_TARGET.c and the code it tests straight from the sources with
 #   clang -g -O1 -fsanitize=fuzzer,address,undefined
-# (no configure needed), starts from the committed seeds (valid datagrams of every type,
-# written by the same file built with -DMC_FUZZ_WRITE_SEEDS), and prints the executions,
-# the time and the findings. New inputs go to a scratch corpus, never into the source tree.
+# (no configure needed), starts from the committed seeds (written by the same file built
+# with -DMC_FUZZ_WRITE_SEEDS), and prints the executions, the time and the findings. New
+# inputs go to a scratch corpus, never into the source tree.
 # Environment: CLANG (default clang), MC_FUZZ_WORK (scratch directory, default a new one
 # under /tmp; findings are written there as crash-*, leak-*, timeout-*).
-# Exit status: 0 without findings, 1 with findings, 2 when the build failed.
+# Exit status: 0 without findings, 1 with findings, 2 when the build failed or TARGET is
+# unknown.
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
-seeds=$here/corpus/registration
+target=registration
+case "${1:-}" in
+[a-z]*) target=$1 && shift ;;
+esac
+seeds=$here/corpus/$target
 clang=${CLANG:-clang}
 work=${MC_FUZZ_WORK:-$(mktemp -d "${TMPDIR:-/tmp}/mc_fuzz.XXXXXX")}
 mkdir -p "$work/include/memcast" "$work/corpus" || exit 2
@@ -26,13 +35,35 @@ mkdir -p "$work/include/memcast" "$work/corpus" || exit 2
 sed -e 's/@PACKAGE_VERSION@/0.0.0/' -e 's/@MC_PLUGIN_ABI_MAJOR@/1/' -e 's/@MC_[A-Z_]*@/0/' \
     "$top/include/memcast/version.h.in" >"$work/include/memcast/version.h" || exit 2
 
-sources="$here/fuzz_registration.c $top/plugins/udp/wire.c"
-includes="-I$work/include -I$top/include -I$top/plugins/udp"
+libs=
+max_len=4096
+case "$target" in
+registration)
+    sources="$top/plugins/udp/wire.c"
+    includes="-I$top/plugins/udp"
+    ;;
+config)
+    sources="$top/framework/config.c $top/framework/error.c"
+    includes="-I$top/framework"
+    libs=-linih
+    ;;
+shm_header)
+    sources="$top/plugins/shm/ring.c $top/plugins/shm/doorbell.c $top/plugins/shm/segment.c"
+    includes="-I$top/plugins/shm"
+    max_len=16384 # slots start on a page boundary: a segment is a few KiB at least
+    ;;
+*)
+    echo "unknown target '$target' (registration, config, shm_header)" >&2
+    exit 2
+    ;;
+esac
+sources="$here/fuzz_$target.c $sources"
+includes="-I$work/include -I$top/include $includes"
 cflags="-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror"
 
 if [ "${1:-}" = "--seeds" ]; then
     # shellcheck disable=SC2086
-    "$clang" $cflags -DMC_FUZZ_WRITE_SEEDS $includes $sources -o "$work/write_seeds" || exit 2
+    "$clang" $cflags -DMC_FUZZ_WRITE_SEEDS $includes $sources $libs -o "$work/write_seeds" || exit 2
     mkdir -p "$seeds" && rm -f "$seeds"/* && "$work/write_seeds" "$seeds" || exit 2
     echo "seeds written to $seeds:"
     ls -l "$seeds"
@@ -41,15 +72,15 @@ fi
 
 seconds=${1:-60}
 [ $# -gt 0 ] && shift
-echo "building $work/fuzz_registration with $clang"
+echo "building $work/fuzz_$target with $clang"
 # shellcheck disable=SC2086
 "$clang" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-    $cflags $includes $sources -o "$work/fuzz_registration" || exit 2
+    $cflags $includes $sources $libs -o "$work/fuzz_$target" || exit 2
 
 echo "fuzzing for $seconds s; seeds: $(ls "$seeds" | wc -l) files in $seeds; work: $work"
 start=$(date +%s)
-"$work/fuzz_registration" -max_total_time="$seconds" -print_final_stats=1 \
-    -artifact_prefix="$work/" -max_len=4096 "$@" "$work/corpus" "$seeds" >"$work/log" 2>&1
+"$work/fuzz_$target" -max_total_time="$seconds" -print_final_stats=1 \
+    -artifact_prefix="$work/" -max_len="$max_len" "$@" "$work/corpus" "$seeds" >"$work/log" 2>&1
 status=$?
 end=$(date +%s)
 
