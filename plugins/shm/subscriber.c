@@ -26,6 +26,7 @@
 #define LIVENESS_EVERY_NS INT64_C(1000000000)
 #define MAX_SEGMENT_SIZE  (UINT64_C(1) << 52)
 #define FOLLOW_ATTEMPTS   64
+#define DRAIN_NS          INT64_C(1000000000)
 
 struct shm_sub {
     mc_plugin *plugin;
@@ -61,6 +62,10 @@ struct shm_att {
     bool busy;          /* the wait thread reads it now; instance lock */
     atomic_bool detach; /* free it when the thread is done; set under the instance lock */
     atomic_bool owner_gone;
+    /* Set by sub_disconnect: messages the publisher wrote before it left (a goodbye often
+     * comes before the last messages are read) are still delivered, until caught up or
+     * until this CLOCK_MONOTONIC time; then the thread frees it. 0: not draining. */
+    _Atomic int64_t drain_deadline;
     bool finished; /* nothing more will come: closed, gone, or dropped as corrupt */
     shm_att *next;
 };
@@ -323,7 +328,7 @@ static bool att_at_end(mc_plugin *p, shm_att *att)
         att_follow(p, att, next);
         return true;
     }
-    if (closed || gone) {
+    if (closed || gone || atomic_load(&att->drain_deadline) != 0) {
         if (gone) {
             unlink_publisher_files(att);
             log_at(p, MC_LOG_INFO,
@@ -387,13 +392,28 @@ static void att_unlink_locked(mc_plugin *p, shm_att *att)
     }
 }
 
+/* A disconnected attachment that read all it will read. */
+static bool att_drained_locked(const shm_att *att, int64_t now)
+{
+    int64_t deadline = atomic_load(&att->drain_deadline);
+    return deadline != 0 && !att->busy && (att->finished || now > deadline);
+}
+
 /* One pass over every attachment. True when any made progress. */
 static bool scan_all(mc_plugin *p)
 {
     bool progress = false;
     size_t live = 0;
+    int64_t now = monotonic_ns();
     pthread_mutex_lock(&p->lock);
     for (shm_att *att = p->atts; att != NULL;) {
+        if (att_drained_locked(att, now)) {
+            shm_att *next = att->next;
+            att_unlink_locked(p, att);
+            att_free(att);
+            att = next;
+            continue;
+        }
         if (att->finished || att->busy || att_stopping(att)) {
             att = att->next;
             continue;
@@ -660,6 +680,7 @@ int mc_shm_sub_connect(mc_plugin_sub *handle, const mc_peer *peer)
     att->pub_pid = info.pid;
     snprintf(att->base_name, sizeof(att->base_name), "%.*s", (int)info.base_length, name);
     atomic_init(&att->detach, false);
+    atomic_init(&att->drain_deadline, 0);
     atomic_init(&att->owner_gone, false);
     rc = att_attach(p, att);
     if (rc != 0) {
@@ -681,10 +702,15 @@ void mc_shm_sub_disconnect(mc_plugin_sub *handle, const mc_endpoint_id *pub)
     pthread_mutex_lock(&p->lock);
     for (shm_att *att = p->atts; att != NULL; att = att->next) {
         if (att->sub == sub && !atomic_load(&att->detach) &&
+            atomic_load(&att->drain_deadline) == 0 &&
             memcmp(&att->pub_id, pub, sizeof(*pub)) == 0) {
-            att_release_locked(p, att);
+            if (att->finished)
+                att_release_locked(p, att);
+            else
+                atomic_store(&att->drain_deadline, monotonic_ns() + DRAIN_NS);
             break;
         }
     }
     pthread_mutex_unlock(&p->lock);
+    wake_thread(p);
 }
