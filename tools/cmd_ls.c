@@ -112,8 +112,29 @@ static bool offers(const endpoint_row *row, const char *transport)
     return false;
 }
 
-/* Transports offered by at least one publisher and one subscriber of the topic. */
-static void shared_transports(const snapshot *s, size_t first, size_t end, char *out, size_t size)
+/* Where two endpoints are relative to each other, as a scope bit. */
+static uint32_t scope_between(const endpoint_row *a, const endpoint_row *b)
+{
+    if (a->id.context_hi == b->id.context_hi && a->id.context_lo == b->id.context_lo)
+        return MC_SCOPE_PROCESS;
+    return memcmp(a->host_token, b->host_token, MC_HOST_TOKEN_SIZE) == 0 ? MC_SCOPE_HOST
+                                                                         : MC_SCOPE_NETWORK;
+}
+
+/* What this process knows the transport to bridge; a transport it did not load might
+ * bridge anything. */
+static uint32_t scopes_of(const mc_context *ctx, const char *name)
+{
+    for (size_t i = 0; i < ctx->transport_count; i++)
+        if (strcmp(ctx->transports[i]->desc->name, name) == 0)
+            return ctx->transports[i]->desc->scopes;
+    return MC_SCOPE_PROCESS | MC_SCOPE_HOST | MC_SCOPE_NETWORK;
+}
+
+/* Transports by which at least one publisher of the topic reaches one of its subscribers:
+ * both offer it, and it bridges where they are (shm, for one, does not cross hosts). */
+static void shared_transports(const mc_context *ctx, const snapshot *s, size_t first, size_t end,
+                              char *out, size_t size)
 {
     out[0] = '\0';
     for (size_t i = first; i < end; i++) {
@@ -124,7 +145,8 @@ static void shared_transports(const snapshot *s, size_t first, size_t end, char 
             const char *name = pub->transports[t];
             bool has_sub = false;
             for (size_t j = first; j < end && !has_sub; j++)
-                has_sub = s->rows[j].kind == MC_KIND_SUBSCRIBER && offers(&s->rows[j], name);
+                has_sub = s->rows[j].kind == MC_KIND_SUBSCRIBER && offers(&s->rows[j], name) &&
+                          (scopes_of(ctx, name) & scope_between(pub, &s->rows[j])) != 0;
             if (has_sub && strstr(out, name) == NULL) {
                 size_t used = strlen(out);
                 snprintf(out + used, size - used, "%s%s", used ? "," : "", name);
@@ -150,8 +172,9 @@ static void host_text(const endpoint_row *row, const uint8_t *own, char *out, si
              memcmp(row->host_token, own, MC_HOST_TOKEN_SIZE) == 0 ? " (this host)" : "");
 }
 
-static void print_text(const snapshot *s, const uint8_t *own_token)
+static void print_text(const mc_context *ctx, const snapshot *s)
 {
+    const uint8_t *own_token = ctx->host_token;
     printf("%-32s %-16s %-10s %4s %4s %10s  %s\n", "TOPIC", "TYPE", "ENCODING", "PUBS", "SUBS",
            "MSG/S", "SHARED TRANSPORTS");
     for (size_t first = 0; first < s->count;) {
@@ -165,7 +188,7 @@ static void print_text(const snapshot *s, const uint8_t *own_token)
                 rate += s->rows[i].rate;
         }
         char shared[128];
-        shared_transports(s, first, end, shared, sizeof(shared));
+        shared_transports(ctx, s, first, end, shared, sizeof(shared));
         const endpoint_row *head = &s->rows[first];
         printf("%-32s %-16s %-10s %4zu %4zu %10.1f  %s\n", head->topic,
                head->type[0] ? head->type : "-", head->encoding[0] ? head->encoding : "-", pubs,
@@ -218,8 +241,9 @@ static void print_json_endpoint(const endpoint_row *row, const uint8_t *own)
     printf("]}");
 }
 
-static void print_json(const snapshot *s, const uint8_t *own)
+static void print_json(const mc_context *ctx, const snapshot *s)
 {
+    const uint8_t *own = ctx->host_token;
     printf("[");
     for (size_t first = 0; first < s->count;) {
         size_t end = topic_end(s, first);
@@ -231,7 +255,7 @@ static void print_json(const snapshot *s, const uint8_t *own)
         printf(",\"encoding\":");
         json_text(head->encoding);
         char shared[128];
-        shared_transports(s, first, end, shared, sizeof(shared));
+        shared_transports(ctx, s, first, end, shared, sizeof(shared));
         printf(",\"shared_transports\":");
         json_text(shared);
         printf(",\"endpoints\":[");
@@ -333,9 +357,9 @@ int mc_cmd_ls(const cli_command *cmd, cli_global *global, int argc, char **argv)
         if (watch)
             printf("\033[H\033[2J"); /* refresh in place */
         if (json)
-            print_json(&after, ctx->host_token);
+            print_json(ctx, &after);
         else
-            print_text(&after, ctx->host_token);
+            print_text(ctx, &after);
         fflush(stdout);
     } while (watch && !stop_watch);
     free(before.rows);

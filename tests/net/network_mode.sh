@@ -374,6 +374,10 @@ ls_until_listed "$ns_c" "$work/c.ini" "$work/ls-c.json" publisher "$pid_b" "$(de
 line=$(endpoint_of "$work/ls-c.json" subscriber "$pid_a")
 grep -qF '"this_host":false' <<<"$line" || fail "memcast ls in c does not list a's subscriber as another host: $line"
 ok "memcast ls --json in c lists b's publisher and a's subscriber, both on other hosts"
+shared=$(grep -o '"shared_transports":"[^"]*"' "$work/ls-a.json" | sort -u)
+[ "$shared" = '"shared_transports":"-"' ] ||
+	fail "memcast ls in a offers a shared transport across hosts where only shm is loaded: $shared"
+ok "memcast ls --json shows no transport shared across hosts (shm is host scope)"
 
 # 3. another domain: b's datagrams reach it and are rejected
 rejected="ignored a datagram from $ip_b: another domain"
