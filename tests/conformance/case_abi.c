@@ -41,9 +41,8 @@ static void abi_descriptor(const conf_env *env)
     CONF_EXPECT(d->reserved == 0, "descriptor reserved is 0x%x, expected 0", (unsigned)d->reserved);
     CONF_EXPECT(d->ops->reserved == 0, "ops reserved is 0x%x, expected 0",
                 (unsigned)d->ops->reserved);
-    CONF_EXPECT(d->roles & MC_ROLE_DATA,
-                "roles 0x%x lack MC_ROLE_DATA: the suite tests data transports",
-                (unsigned)d->roles);
+    CONF_EXPECT(d->roles & (MC_ROLE_DATA | MC_ROLE_REGISTRATION),
+                "roles 0x%x are neither MC_ROLE_DATA nor MC_ROLE_REGISTRATION", (unsigned)d->roles);
 out:
     mc_loader_close(&loaded);
 }
@@ -173,13 +172,13 @@ out:
 const conf_case conf_cases_abi[] = {
     {"abi", "descriptor",
      "the descriptor passes the loader's checks; its name is the file's; strings set; reserved 0",
-     0, 0, false, abi_descriptor},
-    {"abi", "sizes", "descriptor, config key and ops table sizes match this ABI", 0, 0, false,
-     abi_sizes},
+     0, 0, 0, CONF_MEET_NONE, abi_descriptor},
+    {"abi", "sizes", "descriptor, config key and ops table sizes match this ABI", 0, 0, 0,
+     CONF_MEET_NONE, abi_sizes},
     {"abi", "exports", "the .so exports exactly " MC_PLUGIN_ENTRY_NAME " (read from its .dynsym)",
-     0, 0, false, abi_exports},
+     0, 0, 0, CONF_MEET_NONE, abi_exports},
     {"abi", "entry_pure",
-     "the entry returns the same pointer every time; no fd, thread or heap growth", 0, 0, false,
-     abi_entry_pure},
-    {NULL, NULL, NULL, 0, 0, false, NULL},
+     "the entry returns the same pointer every time; no fd, thread or heap growth", 0, 0, 0,
+     CONF_MEET_NONE, abi_entry_pure},
+    {NULL, NULL, NULL, 0, 0, 0, CONF_MEET_NONE, NULL},
 };

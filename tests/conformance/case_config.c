@@ -118,11 +118,16 @@ static void config_empty_section(const conf_env *env)
     char path[CONF_PATH_MAX];
     FILE *f = NULL;
     conf_clear_plugin_env(env);
-    /* No [NAME] section at all: the plugin is found through the variable instead. */
-    setenv("MEMCAST_PLUGIN_PATH", env->plugin->dir, 1);
+    /* No [NAME] section at all: the plugin is found through the variable instead (so is
+     * the data transport that a plugin without MC_ROLE_DATA is loaded with). */
+    char dirs[2 * CONF_PATH_MAX + 2];
+    conf_format(dirs, sizeof(dirs), "%s%s%s", env->plugin->dir, env->data ? ":" : "",
+                env->data ? env->data->dir : "");
+    setenv("MEMCAST_PLUGIN_PATH", dirs, 1);
     snprintf(path, sizeof(path), "%s/empty-%ld.ini", env->tmpdir, (long)getpid());
     CONF_EXPECT((f = fopen(path, "w")) != NULL, "cannot write %s", path);
-    fprintf(f, "[framework]\nplugins = %s\n", env->plugin->name);
+    fprintf(f, "[framework]\nplugins = %s%s%s\n", env->plugin->name, env->data ? ", " : "",
+            env->data ? env->data->name : "");
     CONF_EXPECT(fclose(f) == 0, "cannot write %s", path);
     conf_step("opening a context whose configuration has no [%s] section", env->plugin->name);
     CONF_CALL(conf_context_open_file(env, path, &ctx));
@@ -179,12 +184,12 @@ out:
 
 const conf_case conf_cases_config[] = {
     {"config", "defaults_parse",
-     "every schema default parses as its type, within min/max, ENUM defaults are listed", 0, 0,
-     false, config_defaults_parse},
-    {"config", "empty_section", "the plugin initialises with no section of its own at all", 0, 0,
-     false, config_empty_section},
+     "every schema default parses as its type, within min/max, ENUM defaults are listed", 0, 0, 0,
+     CONF_MEET_NONE, config_defaults_parse},
+    {"config", "empty_section", "the plugin initialises with no section of its own at all", 0, 0, 0,
+     CONF_MEET_NONE, config_empty_section},
     {"config", "explicit_defaults",
-     "each key written out at its default, alone and all together, still initialises", 0, 0, false,
-     config_explicit_defaults},
-    {NULL, NULL, NULL, 0, 0, false, NULL},
+     "each key written out at its default, alone and all together, still initialises", 0, 0, 0,
+     CONF_MEET_NONE, config_explicit_defaults},
+    {NULL, NULL, NULL, 0, 0, 0, CONF_MEET_NONE, NULL},
 };

@@ -76,10 +76,10 @@ out:
 
 const conf_case conf_cases_lifecycle[] = {
     {"lifecycle", "context_cycles",
-     "100 context open/close: no growth in fds, threads or /dev/shm names", 0, 0, false,
+     "100 context open/close: no growth in fds, threads or /dev/shm names", 0, 0, 0, CONF_MEET_NONE,
      lifecycle_context_cycles},
     {"lifecycle", "endpoint_cycles",
      "1000 publisher+subscriber open/close in one context: no growth in fds, threads, names", 0, 0,
-     false, lifecycle_endpoint_cycles},
-    {NULL, NULL, NULL, 0, 0, false, NULL},
+     0, CONF_MEET_NONE, lifecycle_endpoint_cycles},
+    {NULL, NULL, NULL, 0, 0, 0, CONF_MEET_NONE, NULL},
 };

@@ -1,6 +1,7 @@
 /*
- * loopback: a publisher and subscribers in one context exchange messages through the
- * plugin (MC_SCOPE_PROCESS). Messages arrive intact, from the right publisher and
+ * loopback: a publisher and subscribers exchange messages through the plugin: in one
+ * context when it bridges MC_SCOPE_PROCESS, else in two contexts of this process joined by
+ * registration (MC_SCOPE_HOST). Messages arrive intact, from the right publisher and
  * transport; other topics get nothing; a destroyed subscriber gets nothing more; empty and
  * one-byte messages work; pull-mode subscribers receive what the plugin delivers.
  */
@@ -54,9 +55,9 @@ static void loopback_topic_filter(const conf_env *env)
     conf_sink_init(&other_sink, env);
     CONF_CALL(conf_pair_open(env, "conformance/topic", &pair));
     conf_step("creating a subscriber and a publisher on 'conformance/topic_other'");
-    CONF_CALL(conf_subscribe(pair.ctx, "conformance/topic_other", &other_sink, &other_sub));
-    CONF_CALL(mc_publisher_create(pair.ctx, "conformance/topic_other", NULL, &other_pub));
-    CONF_CALL(mc_publisher_wait_matched(other_pub, 1, env->wait_ms));
+    CONF_CALL(conf_subscribe(pair.sub_ctx, "conformance/topic_other", &other_sink, &other_sub));
+    CONF_CALL(mc_publisher_create(pair.pub_ctx, "conformance/topic_other", NULL, &other_pub));
+    CONF_CALL(conf_wait_matched(env, other_pub, 1, other_sub, 1));
     conf_step("publishing 50 messages on 'conformance/topic'");
     CONF_CHECK(conf_publish_pattern(pair.pub, 50, 64, 1));
     CONF_EXPECT(conf_sink_wait(&pair.sink, env, 50), "only %llu of 50 messages arrived",
@@ -86,8 +87,8 @@ static void loopback_unsubscribe(const conf_env *env)
     mc_subscriber *second = NULL;
     conf_sink_init(&second_sink, env);
     CONF_CALL(conf_pair_open(env, "conformance/unsubscribe", &pair));
-    CONF_CALL(conf_subscribe(pair.ctx, "conformance/unsubscribe", &second_sink, &second));
-    CONF_CALL(mc_publisher_wait_matched(pair.pub, 2, env->wait_ms));
+    CONF_CALL(conf_subscribe(pair.sub_ctx, "conformance/unsubscribe", &second_sink, &second));
+    CONF_CALL(conf_wait_matched(env, pair.pub, 2, second, 1));
     conf_step("publishing 10 messages to two subscribers");
     CONF_CHECK(conf_publish_pattern(pair.pub, 10, 32, 1));
     CONF_EXPECT(conf_sink_wait(&pair.sink, env, 10) && conf_sink_wait(&second_sink, env, 10),
@@ -154,18 +155,18 @@ out:
 
 static void loopback_pull(const conf_env *env)
 {
-    mc_context *ctx = NULL;
+    mc_context *sub_ctx = NULL, *pub_ctx = NULL;
     mc_subscriber *sub = NULL;
     mc_publisher *pub = NULL;
     mc_msg *msg = NULL;
     mc_sub_options opts;
     mc_sub_options_init(&opts);
     opts.queue_depth = 32;
-    conf_step("opening a context with a pull-mode subscriber");
-    CONF_CALL(conf_context_open(env, &ctx));
-    CONF_CALL(mc_subscriber_create(ctx, "conformance/pull", &opts, &sub));
-    CONF_CALL(mc_publisher_create(ctx, "conformance/pull", NULL, &pub));
-    CONF_CALL(mc_publisher_wait_matched(pub, 1, env->wait_ms));
+    CONF_CALL(conf_contexts_open(env, &sub_ctx, &pub_ctx));
+    conf_step("creating a pull-mode subscriber and a publisher");
+    CONF_CALL(mc_subscriber_create(sub_ctx, "conformance/pull", &opts, &sub));
+    CONF_CALL(mc_publisher_create(pub_ctx, "conformance/pull", NULL, &pub));
+    CONF_CALL(conf_wait_matched(env, pub, 1, sub, 1));
     conf_step("publishing 10 messages");
     CONF_CHECK(conf_publish_pattern(pub, 10, 100, 1));
     for (uint64_t i = 1; i <= 10; i++) {
@@ -184,22 +185,22 @@ out:
     mc_msg_release(msg);
     mc_publisher_destroy(pub);
     mc_subscriber_destroy(sub);
-    mc_context_close(ctx);
+    conf_contexts_close(sub_ctx, pub_ctx);
 }
 
 const conf_case conf_cases_loopback[] = {
     {"loopback", "deliver",
-     "100 messages of 0..4095 bytes arrive intact, with publisher id, seq and transport", 0,
-     MC_SCOPE_PROCESS, false, loopback_deliver},
+     "100 messages of 0..4095 bytes arrive intact, with publisher id, seq and transport",
+     MC_ROLE_DATA, 0, MC_SCOPE_PROCESS | MC_SCOPE_HOST, CONF_MEET_CONTEXTS, loopback_deliver},
     {"loopback", "topic_filter", "a subscriber of another topic (a longer name) receives nothing",
-     0, MC_SCOPE_PROCESS, false, loopback_topic_filter},
+     MC_ROLE_DATA, 0, MC_SCOPE_PROCESS | MC_SCOPE_HOST, CONF_MEET_CONTEXTS, loopback_topic_filter},
     {"loopback", "unsubscribe", "after mc_subscriber_destroy the subscriber receives nothing more",
-     0, MC_SCOPE_PROCESS, false, loopback_unsubscribe},
-    {"loopback", "empty_message", "0-byte messages are delivered as 0-byte messages", 0,
-     MC_SCOPE_PROCESS, false, loopback_empty_message},
-    {"loopback", "one_byte", "1-byte messages 0x00, 0xff, 0x0a arrive as sent", 0, MC_SCOPE_PROCESS,
-     false, loopback_one_byte},
-    {"loopback", "pull", "a pull-mode subscriber takes what the plugin delivers, nothing more", 0,
-     MC_SCOPE_PROCESS, false, loopback_pull},
-    {NULL, NULL, NULL, 0, 0, false, NULL},
+     MC_ROLE_DATA, 0, MC_SCOPE_PROCESS | MC_SCOPE_HOST, CONF_MEET_CONTEXTS, loopback_unsubscribe},
+    {"loopback", "empty_message", "0-byte messages are delivered as 0-byte messages", MC_ROLE_DATA,
+     0, MC_SCOPE_PROCESS | MC_SCOPE_HOST, CONF_MEET_CONTEXTS, loopback_empty_message},
+    {"loopback", "one_byte", "1-byte messages 0x00, 0xff, 0x0a arrive as sent", MC_ROLE_DATA, 0,
+     MC_SCOPE_PROCESS | MC_SCOPE_HOST, CONF_MEET_CONTEXTS, loopback_one_byte},
+    {"loopback", "pull", "a pull-mode subscriber takes what the plugin delivers, nothing more",
+     MC_ROLE_DATA, 0, MC_SCOPE_PROCESS | MC_SCOPE_HOST, CONF_MEET_CONTEXTS, loopback_pull},
+    {NULL, NULL, NULL, 0, 0, 0, CONF_MEET_NONE, NULL},
 };

@@ -1,6 +1,9 @@
 /*
  * Two processes (MC_SCOPE_HOST or MC_SCOPE_NETWORK), each with its own context, meeting
- * through registration (the plugin's own MC_ROLE_REGISTRATION or --registration):
+ * through registration (the plugin's own MC_ROLE_REGISTRATION, --registration or udp).
+ * A publisher publishes only once both sides are matched: its own wait_matched, and the
+ * subscriber's word (a pipe) that it saw the MATCHED event for this publisher. When the
+ * plugin claims MC_CAP_RELIABLE, lossless delivery is asked for (conf_ask_reliable).
  *  - multiprocess: a forked publisher and a forked subscriber exchange 1000 messages;
  *  - robustness:   the publisher is killed with SIGKILL in mid-stream; the subscriber
  *                  process neither hangs nor crashes, and a new publisher reaches it.
@@ -8,8 +11,10 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,9 +27,10 @@
 #define SECOND_PUB_MESSAGES 100
 
 typedef struct process_plan {
-    int to_case[2];    /* subscriber -> case: "first publisher seen" */
-    int sub_done[2];   /* subscriber -> publisher: "got everything, you may close" */
-    uint64_t messages; /* multiprocess: how many the subscriber expects */
+    int to_case[2];     /* subscriber -> case: "first publisher seen" */
+    int sub_done[2];    /* subscriber -> publisher: "got everything, you may close" */
+    int sub_matched[2]; /* subscriber -> publisher: "matched with you, publish" */
+    uint64_t messages;  /* multiprocess: how many the subscriber expects */
     bool robustness;
 } process_plan;
 
@@ -66,43 +72,112 @@ static bool publisher_reached(const conf_sink *sink, const void *arg)
     return sink->pub_count > want->index && sink->pubs[want->index].count >= want->count;
 }
 
+/* A sink that also records the publishers the subscriber got MATCHED events for. The sink
+ * comes first: the message callback takes the same user pointer as a conf_sink. */
+#define MATCHES_MAX 8
+
+typedef struct matching_sink {
+    conf_sink sink;
+    mc_endpoint_id matched[MATCHES_MAX];
+    size_t matched_count;
+} matching_sink;
+
+static void record_match(void *user, const mc_event *event)
+{
+    matching_sink *m = user;
+    if (event->kind != MC_EVENT_MATCHED)
+        return;
+    pthread_mutex_lock(&m->sink.lock);
+    if (m->matched_count < MATCHES_MAX)
+        m->matched[m->matched_count++] = event->peer;
+    pthread_cond_broadcast(&m->sink.changed);
+    pthread_mutex_unlock(&m->sink.lock);
+}
+
+/* Holds when a publisher other than *arg (NULL: any) was matched. */
+static bool matched_other(const conf_sink *sink, const void *arg)
+{
+    const matching_sink *m = (const matching_sink *)sink;
+    for (size_t i = 0; i < m->matched_count; i++)
+        if (arg == NULL || memcmp(&m->matched[i], arg, sizeof(mc_endpoint_id)) != 0)
+            return true;
+    return false;
+}
+
+/* Waits for the MATCHED event of a publisher other than not_this, then tells the
+ * publishers that they may publish. */
+static bool announce_matched(const conf_env *env, process_plan *plan, matching_sink *m,
+                             const mc_endpoint_id *not_this)
+{
+    conf_step("subscriber process: waiting for the MATCHED event of %s publisher",
+              not_this ? "a new" : "the");
+    if (!conf_sink_wait_for(&m->sink, matched_other, not_this, env->wait_ms)) {
+        conf_fail("the subscriber process got no MATCHED event for %s publisher within %d ms "
+                  "(registration through '%s')",
+                  not_this ? "the new" : "the", env->wait_ms,
+                  env->registration ? env->registration->name : "?");
+        return false;
+    }
+    if (!write_byte(plan->sub_matched[1])) {
+        conf_fail("cannot signal the publisher");
+        return false;
+    }
+    return true;
+}
+
+static int subscribe_matching(mc_context *ctx, matching_sink *m, mc_subscriber **out)
+{
+    mc_sub_options opts;
+    mc_sub_options_init(&opts);
+    opts.on_message = conf_sink_callback;
+    opts.on_event = record_match;
+    opts.user = m;
+    return mc_subscriber_create(ctx, TOPIC, &opts, out);
+}
+
 static int subscriber_main(const conf_env *env, void *arg)
 {
     process_plan *plan = arg;
     mc_context *ctx = NULL;
     mc_subscriber *sub = NULL;
-    conf_sink sink;
+    matching_sink m;
+    conf_sink *sink = &m.sink;
     int rc = 1;
-    conf_sink_init(&sink, env);
+    memset(&m, 0, sizeof(m));
+    conf_sink_init(sink, env);
     CONF_CALL(conf_context_open(env, &ctx));
-    CONF_CALL(conf_subscribe(ctx, TOPIC, &sink, &sub));
+    CONF_CALL(subscribe_matching(ctx, &m, &sub));
     if (!plan->robustness) {
-        CONF_EXPECT(conf_sink_wait(&sink, env, plan->messages),
+        CONF_CHECK(announce_matched(env, plan, &m, NULL));
+        CONF_EXPECT(conf_sink_wait(sink, env, plan->messages),
                     "the subscriber process received %llu of %llu messages",
-                    (unsigned long long)conf_sink_count(&sink), (unsigned long long)plan->messages);
-        CONF_EXPECT(conf_sink_verify(&sink, plan->messages, env->plugin->caps & MC_CAP_ORDERED),
+                    (unsigned long long)conf_sink_count(sink), (unsigned long long)plan->messages);
+        CONF_EXPECT(conf_sink_verify(sink, plan->messages, env->plugin->caps & MC_CAP_ORDERED),
                     "bad delivery between processes");
     } else {
         publisher_count first = {0, FIRST_STREAM_SEEN};
-        CONF_EXPECT(conf_sink_wait_for(&sink, publisher_reached, &first, env->wait_ms),
+        CONF_EXPECT(conf_sink_wait_for(sink, publisher_reached, &first, env->wait_ms),
                     "the subscriber received %llu messages of the first publisher, waited for %d",
-                    (unsigned long long)conf_sink_count(&sink), FIRST_STREAM_SEEN);
+                    (unsigned long long)conf_sink_count(sink), FIRST_STREAM_SEEN);
         CONF_EXPECT(write_byte(plan->to_case[1]), "cannot signal the case process");
+        mc_endpoint_id doomed = sink->pubs[0].id;
+        CONF_CHECK(announce_matched(env, plan, &m, &doomed));
         publisher_count second = {1, SECOND_PUB_MESSAGES};
-        CONF_EXPECT(conf_sink_wait_for(&sink, publisher_reached, &second, env->wait_ms),
+        CONF_EXPECT(conf_sink_wait_for(sink, publisher_reached, &second, env->wait_ms),
                     "after the first publisher was killed, a new publisher's messages did not "
                     "arrive (%zu publishers seen, %llu messages)",
-                    sink.pub_count, (unsigned long long)conf_sink_count(&sink));
-        CONF_EXPECT(sink.bad_payload == 0 && sink.wrong_transport == 0,
+                    sink->pub_count, (unsigned long long)conf_sink_count(sink));
+        CONF_EXPECT(sink->bad_payload == 0 && sink->wrong_transport == 0,
                     "%llu damaged messages, %llu from another transport",
-                    (unsigned long long)sink.bad_payload, (unsigned long long)sink.wrong_transport);
+                    (unsigned long long)sink->bad_payload,
+                    (unsigned long long)sink->wrong_transport);
     }
     CONF_EXPECT(write_byte(plan->sub_done[1]), "cannot signal the publisher");
     rc = 0;
 out:
     mc_subscriber_destroy(sub);
     mc_context_close(ctx);
-    conf_sink_fini(&sink);
+    conf_sink_fini(sink);
     return rc;
 }
 
@@ -118,7 +193,8 @@ static int publisher_open(const conf_env *env, mc_context **ctx, mc_publisher **
     return rc;
 }
 
-/* Publishes count messages and waits for the subscriber to confirm it has them all. */
+/* Publishes count messages once both sides are matched and waits for the subscriber to
+ * confirm it has them all. */
 static int publisher_main(const conf_env *env, void *arg)
 {
     process_plan *plan = arg;
@@ -127,6 +203,11 @@ static int publisher_main(const conf_env *env, void *arg)
     int rc = 1;
     uint64_t count = plan->robustness ? SECOND_PUB_MESSAGES : plan->messages;
     CONF_CALL(publisher_open(env, &ctx, &pub));
+    conf_step("publisher process: waiting for the subscriber's MATCHED event");
+    CONF_EXPECT(read_byte(plan->sub_matched[0], env->wait_ms),
+                "the subscriber process did not report the publisher matched within %d ms",
+                env->wait_ms);
+    conf_step("publisher process: publishing %llu messages", (unsigned long long)count);
     CONF_EXPECT(conf_publish_pattern(pub, count, 200, 1), "publishing from another process failed");
     CONF_EXPECT(read_byte(plan->sub_done[0], env->wait_ms),
                 "the subscriber process did not confirm receipt");
@@ -160,10 +241,23 @@ out:
 /* ---- the cases --------------------------------------------------------------------------------
  */
 
-static bool plan_open(process_plan *plan)
+/* Asks for lossless delivery before any process of the case opens a context: what the
+ * subscriber counts must all arrive. */
+static void ask_reliable(const conf_env *env)
+{
+    if (!(env->plugin->caps & MC_CAP_RELIABLE))
+        return;
+    char asked[256];
+    conf_ask_reliable(env, asked, sizeof(asked));
+    conf_note("reliability asked: %s", asked);
+}
+
+static bool plan_open(const conf_env *env, process_plan *plan)
 {
     plan->to_case[0] = plan->to_case[1] = plan->sub_done[0] = plan->sub_done[1] = -1;
-    if (pipe(plan->to_case) == 0 && pipe(plan->sub_done) == 0)
+    plan->sub_matched[0] = plan->sub_matched[1] = -1;
+    ask_reliable(env);
+    if (pipe(plan->to_case) == 0 && pipe(plan->sub_done) == 0 && pipe(plan->sub_matched) == 0)
         return true;
     conf_fail("pipe: %s", strerror(errno));
     return false;
@@ -197,7 +291,7 @@ static void multiprocess_pub_sub(const conf_env *env)
 {
     process_plan plan = {.messages = PROCESS_MESSAGES};
     int sub = -1, pub = -1;
-    CONF_CHECK(plan_open(&plan));
+    CONF_CHECK(plan_open(env, &plan));
     conf_step("forking a subscriber process and a publisher process");
     sub = conf_spawn(subscriber_main, env, &plan);
     pub = conf_spawn(publisher_main, env, &plan);
@@ -214,13 +308,14 @@ out:
     conf_reap(pub, 0);
     close_pair(plan.to_case);
     close_pair(plan.sub_done);
+    close_pair(plan.sub_matched);
 }
 
 static void robustness_publisher_killed(const conf_env *env)
 {
     process_plan plan = {.robustness = true};
     int sub = -1, doomed = -1, second = -1;
-    CONF_CHECK(plan_open(&plan));
+    CONF_CHECK(plan_open(env, &plan));
     conf_step("forking a subscriber and a publisher that publishes until it is killed");
     sub = conf_spawn(subscriber_main, env, &plan);
     doomed = conf_spawn(doomed_publisher_main, env, &plan);
@@ -254,19 +349,21 @@ out:
     conf_reap(second, 0);
     close_pair(plan.to_case);
     close_pair(plan.sub_done);
+    close_pair(plan.sub_matched);
 }
 
 const conf_case conf_cases_multiprocess[] = {
     {"multiprocess", "pub_sub",
-     "a publisher process and a subscriber process (own contexts) exchange 1000 messages", 0,
-     MC_SCOPE_HOST | MC_SCOPE_NETWORK, true, multiprocess_pub_sub},
-    {NULL, NULL, NULL, 0, 0, false, NULL},
+     "a publisher process and a subscriber process (own contexts) exchange 1000 messages",
+     MC_ROLE_DATA, 0, MC_SCOPE_HOST | MC_SCOPE_NETWORK, CONF_MEET_PROCESSES, multiprocess_pub_sub},
+    {NULL, NULL, NULL, 0, 0, 0, CONF_MEET_NONE, NULL},
 };
 
 const conf_case conf_cases_robustness[] = {
     {"robustness", "publisher_killed",
      "kill -9 of a publisher mid-stream: the subscriber process neither hangs nor crashes and "
      "a new publisher reaches it",
-     0, MC_SCOPE_HOST | MC_SCOPE_NETWORK, true, robustness_publisher_killed},
-    {NULL, NULL, NULL, 0, 0, false, NULL},
+     MC_ROLE_DATA, 0, MC_SCOPE_HOST | MC_SCOPE_NETWORK, CONF_MEET_PROCESSES,
+     robustness_publisher_killed},
+    {NULL, NULL, NULL, 0, 0, 0, CONF_MEET_NONE, NULL},
 };

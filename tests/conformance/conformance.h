@@ -37,24 +37,44 @@ typedef struct conf_plugin {
 /* Everything a case may read. */
 typedef struct conf_env {
     const conf_plugin *plugin;
-    const char *config_path; /* [framework] plugins = NAME, [NAME] path = DIR + --config */
-    const char *tmpdir;      /* private to this run; cases may write files here */
-    char domain[33];         /* unique per case; also set as MEMCAST_FRAMEWORK_DOMAIN */
-    int timeout_s;           /* per case */
-    int wait_ms;             /* longest a case waits for one expected event */
+    /* What joins contexts: the plugin itself when it has MC_ROLE_REGISTRATION, else the
+     * --registration plugin or the default (udp); NULL when there is none. */
+    const conf_plugin *registration;
+    /* The data transport loaded next to a plugin without MC_ROLE_DATA; NULL otherwise. */
+    const conf_plugin *data;
+    /* [framework] plugins = NAME (+ the data transport, + the registration transport when
+     * the case needs one to meet), [NAME] path = DIR + the --config section */
+    const char *config_path;
+    const char *tmpdir; /* private to this run; cases may write files here */
+    char domain[33];    /* unique per case; also set as MEMCAST_FRAMEWORK_DOMAIN */
+    int timeout_s;      /* per case */
+    int wait_ms;        /* longest a case waits for one expected event */
+    bool two_contexts;  /* CONF_MEET_CONTEXTS for a plugin without MC_SCOPE_PROCESS */
 } conf_env;
 
 /* ---- the case table ------------------------------------------------------------------ */
 
 typedef void (*conf_case_fn)(const conf_env *env);
 
+/* Where the endpoints of a case live, and so what must bring them together. */
+typedef enum conf_meet {
+    CONF_MEET_NONE = 0, /* nothing has to meet across contexts */
+    /* A publisher and a subscriber in this process: in one context when the plugin bridges
+     * MC_SCOPE_PROCESS, else in two contexts joined by the registration transport (which
+     * needs MC_SCOPE_HOST: two contexts of one process are on one host). */
+    CONF_MEET_CONTEXTS = 1,
+    /* In processes of their own, joined by the registration transport. */
+    CONF_MEET_PROCESSES = 2,
+} conf_meet;
+
 typedef struct conf_case {
     const char *suite;
     const char *name;
-    const char *summary;     /* what it asserts, for --list */
-    uint32_t caps;           /* every MC_CAP_* bit needed */
-    uint32_t scopes;         /* at least one of these MC_SCOPE_* bits needed; 0: none */
-    bool needs_registration; /* two processes must meet: MC_ROLE_REGISTRATION or --registration */
+    const char *summary; /* what it asserts, for --list */
+    uint32_t roles;      /* every MC_ROLE_* bit needed */
+    uint32_t caps;       /* every MC_CAP_* bit needed */
+    uint32_t scopes;     /* at least one of these MC_SCOPE_* bits needed; 0: none */
+    conf_meet meet;
     conf_case_fn run;
 } conf_case;
 
@@ -70,6 +90,7 @@ extern const conf_case conf_cases_zerocopy[];
 extern const conf_case conf_cases_reliable[];
 extern const conf_case conf_cases_robustness[];
 extern const conf_case conf_cases_concurrency[];
+extern const conf_case conf_cases_registration[];
 
 /* ---- reporting from inside a case (any process of the case may call these) ------------ */
 
@@ -213,9 +234,25 @@ int conf_subscribe(mc_context *ctx, const char *topic, conf_sink *sink, mc_subsc
 /* Fails unless the sink saw exactly its messages intact from the right transport. */
 bool conf_sink_verify(conf_sink *sink, uint64_t expected, bool ordered);
 
-/* A context with one publisher and one subscriber (feeding sink) on topic, matched. */
+/* The contexts of a CONF_MEET_CONTEXTS case: subscribers go into sub_ctx, publishers into
+ * pub_ctx. They are one context for a plugin of MC_SCOPE_PROCESS and two otherwise
+ * (env->two_contexts); two contexts ask for lossless delivery (conf_ask_reliable) when the
+ * plugin claims MC_CAP_RELIABLE, since nothing else stops a publisher from overrunning a
+ * subscriber that is no longer called from inside mc_publish. */
+int conf_contexts_open(const conf_env *env, mc_context **sub_ctx, mc_context **pub_ctx);
+void conf_contexts_close(mc_context *sub_ctx, mc_context *pub_ctx);
+
+/* Waits until pub (may be NULL) has at least subs subscribers matched and sub (may be
+ * NULL) at least pubs publishers: both sides, so that what is published next reaches the
+ * subscriber. Records a failure naming the side that was not matched and returns
+ * MC_ETIMEDOUT after env->wait_ms. */
+int conf_wait_matched(const conf_env *env, mc_publisher *pub, size_t subs, mc_subscriber *sub,
+                      size_t pubs);
+
+/* One publisher and one subscriber (feeding sink) on topic, matched on both sides. */
 typedef struct conf_pair {
-    mc_context *ctx;
+    mc_context *sub_ctx;
+    mc_context *pub_ctx; /* == sub_ctx unless env->two_contexts */
     mc_publisher *pub;
     mc_subscriber *sub;
     conf_sink sink;
@@ -237,8 +274,9 @@ typedef struct conf_schema {
 int conf_schema_load(const conf_env *env, conf_schema *out);
 void conf_schema_free(conf_schema *schema);
 
-/* Sets the plugin's own keys that ask for lossless delivery (for example overflow = block),
- * through MEMCAST_<NAME>_<KEY>, when its schema has them. Describes what it set in what. */
+/* Sets the plugin's own keys that ask for lossless delivery (for example overflow = block,
+ * ack_timeout = 2s), through MEMCAST_<NAME>_<KEY>, when its schema has them. Describes
+ * what it set in what. */
 void conf_ask_reliable(const conf_env *env, char *what, size_t size);
 
 /* Removes every MEMCAST_<NAME>_* variable: cases that judge defaults run without them. */

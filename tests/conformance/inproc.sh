@@ -7,15 +7,19 @@ inproc=$MC_BUILDDIR/plugins/inproc/mc_inproc.la
 cases=$("$runner" --list | grep -Ec '^[a-z]+/[a-z_]+ ')
 
 # The whole suite, TAP: one plan, every case reported, nothing failed, the two multi-process
-# suites skipped with the reason.
+# suites skipped for want of a scope and the registration suite for want of the role; the
+# delivery suites run in one context (scope process) and need no registration transport.
 if expect 0 "^1\.\.$cases\$" --format tap "$inproc"; then
     [ "$(count_lines '^(not )?ok [0-9]+ - ')" -eq "$cases" ] ||
         { echo "FAIL: not $cases results"; status=1; }
     expect_not '^not ok'
     [ "$(count_lines '^ok [0-9]+ - (multiprocess|robustness)/[a-z_]+ # SKIP needs scope host or network')" -eq 2 ] ||
         { echo "FAIL: multiprocess and robustness are not skipped for want of a scope"; status=1; }
-    [ "$(count_lines '^ok [0-9]+ - [a-z]+/[a-z_]+$')" -eq $((cases - 2)) ] ||
+    [ "$(count_lines "^ok [0-9]+ - registration/[a-z_]+ # SKIP plugin 'inproc' has no registration role\$")" -eq 2 ] ||
+        { echo "FAIL: the registration suite is not skipped for want of the role"; status=1; }
+    [ "$(count_lines '^ok [0-9]+ - [a-z]+/[a-z_]+$')" -eq $((cases - 4)) ] ||
         { echo "FAIL: not every other case passed"; status=1; }
+    expect_not 'two contexts'
 fi
 
 # Text output: aligned verdicts and a summary.
@@ -43,10 +47,12 @@ expect 0 '^# .*max message 4096 bytes' --format tap --config "$tmp/small.ini" --
 # --list, --help and bad usage.
 expect 0 '^concurrency/publishers ' --list
 for suite in abi config lifecycle loopback multiprocess limits ordering zerocopy reliable \
-    robustness concurrency; do
+    robustness concurrency registration; do
     grep -q "^$suite/" "$tmp/out" || { echo "FAIL: --list lacks suite $suite"; status=1; }
 done
 expect 0 '^usage: memcast-conformance' --help
+grep -q -- '--registration PLUGIN' "$tmp/out" && grep -q -- '--data PLUGIN' "$tmp/out" ||
+    { echo "FAIL: --help lacks --registration or --data"; status=1; }
 expect 2 'unknown suite' --suite nosuch "$inproc"
 expect 2 'no PLUGIN given' --format tap
 expect 2 "--timeout '0'" --timeout 0 "$inproc"

@@ -5,6 +5,9 @@
 #                                   exits with CODE and its output matches the extended
 #                                   regular expression PATTERN ('' matches anything)
 #   expect_not PATTERN              the last output must not match PATTERN
+#   can_drop_packets                true when run_without_registration can work here
+#   run_without_registration ARGS   runs memcast-conformance ARGS where udp registration
+#                                   datagrams are dropped
 #   finish                          exits 0 or 1
 
 runner=${MC_BUILDDIR:?run me through make check}/tests/conformance/memcast-conformance
@@ -50,6 +53,23 @@ expect_not() {
 # Counts the lines of the last output that match PATTERN.
 count_lines() {
     grep -Ec -- "$1" "$tmp/out"
+}
+
+# True when this test may drop packets: root, unshare -n, ip and nft.
+can_drop_packets() {
+    [ "$(id -u)" -eq 0 ] && command -v nft >/dev/null && command -v ip >/dev/null &&
+        unshare -n true 2>/dev/null
+}
+
+# Runs memcast-conformance ARGS in a network namespace of its own whose input drops UDP to
+# port 14000 (udp's registration): output in $tmp/out, returns its exit status.
+run_without_registration() {
+    checks=$((checks + 1))
+    unshare -n sh -c 'ip link set lo up &&
+        nft add table inet mcconf &&
+        nft add chain inet mcconf in "{ type filter hook input priority 0; }" &&
+        nft add rule inet mcconf in udp dport 14000 drop &&
+        exec "$@"' sh "$runner" "$@" >"$tmp/out" 2>&1
 }
 
 finish() {

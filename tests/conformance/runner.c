@@ -7,7 +7,14 @@
  * plugin into a private temporary directory, checks in a child process that the plugin
  * loads, validates and initialises (exit 99 otherwise), then runs every case in a child
  * of its own with a timeout: a crash or a hang fails that case, not the suite. Cases
- * declare the capabilities and scopes they need; a plugin without them gets SKIP.
+ * declare the roles, capabilities and scopes they need; a plugin without them gets SKIP
+ * with the reason.
+ *
+ * Endpoints of different contexts meet through a registration transport: the plugin
+ * itself when it has MC_ROLE_REGISTRATION, else --registration, else (for a plugin that
+ * bridges beyond its process) the udp plugin found on the search path; the cases that
+ * need one are skipped, with the reason, when none loads. A plugin without MC_ROLE_DATA
+ * is loaded with a data transport (--data, default inproc), since a context needs one.
  *
  * Exit status: 0 every case passed or was skipped, 1 a case failed, 77 no case applied,
  * 99 the plugin is unusable, 2 bad usage.
@@ -47,6 +54,7 @@ typedef struct options {
     const char *plugin;
     const char *config;
     const char *registration;
+    const char *data;
     const char *suites; /* comma-separated, NULL: all */
     const char *exclude_text[MAX_EXCLUDES];
     regex_t exclude[MAX_EXCLUDES];
@@ -62,7 +70,21 @@ typedef struct shared_area {
     conf_report report;
     conf_plugin plugin;
     conf_plugin registration;
+    conf_plugin data;
 } shared_area;
+
+/* The registration and data transports the run settled on, and the configurations. */
+typedef struct setup {
+    const conf_plugin *registration;            /* NULL: cases that need one are skipped */
+    bool separate_registration;                 /* not the plugin itself: loaded by meet_config */
+    char registration_missing[CONF_REASON_MAX]; /* why there is none */
+    const conf_plugin *data;                    /* NULL unless the plugin has no data role */
+    char base_config[CONF_PATH_MAX + 32];       /* the plugin (and the data transport) */
+    char meet_config[CONF_PATH_MAX + 32];       /* the same plus the registration transport */
+} setup;
+
+#define DEFAULT_REGISTRATION "udp"
+#define DEFAULT_DATA         "inproc"
 
 typedef struct suite {
     const char *name;
@@ -81,6 +103,7 @@ static const suite suites[] = {
     {"reliable", conf_cases_reliable},
     {"robustness", conf_cases_robustness},
     {"concurrency", conf_cases_concurrency},
+    {"registration", conf_cases_registration},
 };
 #define SUITE_COUNT (sizeof(suites) / sizeof(suites[0]))
 
@@ -162,18 +185,33 @@ static void usage(FILE *out)
             "options:\n"
             "  -s, --suite LIST       comma-separated suites to run (default: all):\n"
             "                         abi,config,lifecycle,loopback,multiprocess,limits,\n"
-            "                         ordering,zerocopy,reliable,robustness,concurrency\n"
+            "                         ordering,zerocopy,reliable,robustness,concurrency,\n"
+            "                         registration\n"
             "  -e, --exclude REGEX    skip cases whose SUITE/CASE name matches (repeatable)\n"
             "  -t, --timeout SEC      per case; a case running longer fails (default 30)\n"
             "  -c, --config FILE      use the [NAME] section of FILE for the plugin\n"
             "  -r, --registration PLUGIN\n"
-            "                         a registration transport for the multi-process suites\n"
-            "                         when the plugin has no MC_ROLE_REGISTRATION itself\n"
+            "                         the registration transport that joins contexts and\n"
+            "                         processes when the plugin has no MC_ROLE_REGISTRATION;\n"
+            "                         default for a plugin of scope host or "
+            "network: " DEFAULT_REGISTRATION "\n"
+            "                         from the search path (its cases skip if none loads)\n"
+            "  -d, --data PLUGIN      the data transport loaded next to a plugin that has no\n"
+            "                         MC_ROLE_DATA (default: " DEFAULT_DATA "; the registration\n"
+            "                         suite's matching case needs one of scope host)\n"
             "  -l, --list             list the cases and what each asserts, then exit\n"
             "  -f, --format tap|text  output (default: text on a terminal, tap otherwise)\n"
             "  -v, --verbose          show the log of the plugin and memcast on stderr\n"
             "  -h, --help             this text\n"
             "      --version          print the version\n"
+            "\n"
+            "\n"
+            "A plugin of scope process runs the delivery suites in one context; a plugin of\n"
+            "scope host runs them with publisher and subscriber in two contexts of one\n"
+            "process, joined by the registration transport. Each case runs in a domain of\n"
+            "its own. SKIP says what the plugin does not declare (role, capability, scope)\n"
+            "or what is missing to run the case (a registration transport); a capability\n"
+            "that is declared and not kept is a FAIL.\n"
             "\n"
             "exit status: 0 passed (skips allowed), 1 a case failed, 77 no case applied,\n"
             "99 the plugin does not load, validate or initialise, 2 bad usage.\n",
@@ -245,6 +283,7 @@ static void parse_options(int argc, char **argv, options *o)
         {"timeout", required_argument, NULL, 't'},
         {"config", required_argument, NULL, 'c'},
         {"registration", required_argument, NULL, 'r'},
+        {"data", required_argument, NULL, 'd'},
         {"list", no_argument, NULL, 'l'},
         {"format", required_argument, NULL, 'f'},
         {"verbose", no_argument, NULL, 'v'},
@@ -256,7 +295,7 @@ static void parse_options(int argc, char **argv, options *o)
     o->timeout_s = 30;
     o->format = isatty(STDOUT_FILENO) ? FORMAT_TEXT : FORMAT_TAP;
     int opt;
-    while ((opt = getopt_long(argc, argv, "s:e:t:c:r:lf:vh", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "s:e:t:c:r:d:lf:vh", longopts, NULL)) != -1) {
         switch (opt) {
         case 's':
             check_suite_list(optarg);
@@ -273,6 +312,9 @@ static void parse_options(int argc, char **argv, options *o)
             break;
         case 'r':
             o->registration = optarg;
+            break;
+        case 'd':
+            o->data = optarg;
             break;
         case 'l':
             o->list = true;
@@ -309,16 +351,48 @@ static void parse_options(int argc, char **argv, options *o)
 
 /* ---- --list --------------------------------------------------------------------------------- */
 
+static void any_of(uint32_t scopes, char *buf, size_t size);
+
+static const char *meet_text(conf_meet meet)
+{
+    switch (meet) {
+    case CONF_MEET_CONTEXTS:
+        return "one context for scope process, else two joined by registration";
+    case CONF_MEET_PROCESSES:
+        return "processes meet through registration";
+    case CONF_MEET_NONE:
+        break;
+    }
+    return "";
+}
+
+static void roles_text(uint32_t roles, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s%s%s", roles & MC_ROLE_DATA ? "data" : "",
+             (roles & MC_ROLE_DATA) && (roles & MC_ROLE_REGISTRATION) ? ", " : "",
+             roles & MC_ROLE_REGISTRATION ? "registration" : "");
+}
+
+/* "role: data; caps: ordered; scope: process, host; two contexts..." */
 static void requirement_text(const conf_case *c, char *buf, size_t size)
 {
-    char caps[128] = "", scopes[64] = "";
-    if (c->caps)
-        conf_caps_text(c->caps, caps, sizeof(caps));
-    if (c->scopes)
-        conf_scopes_text(c->scopes, scopes, sizeof(scopes));
-    snprintf(buf, size, "%s%s%s%s%s%s", c->caps ? "caps: " : "", caps,
-             c->caps && c->scopes ? "; " : "", c->scopes ? "scope: " : "", scopes,
-             c->needs_registration ? "; processes must meet" : "");
+    char part[160];
+    size_t used = 0;
+    buf[0] = '\0';
+    if (c->roles) {
+        roles_text(c->roles, part, sizeof(part));
+        used += (size_t)snprintf(buf + used, size - used, "role: %s", part);
+    }
+    if (c->caps && used < size) {
+        conf_caps_text(c->caps, part, sizeof(part));
+        used += (size_t)snprintf(buf + used, size - used, "%scaps: %s", used ? "; " : "", part);
+    }
+    if (c->scopes && used < size) {
+        any_of(c->scopes, part, sizeof(part));
+        used += (size_t)snprintf(buf + used, size - used, "%sscope: %s", used ? "; " : "", part);
+    }
+    if (c->meet != CONF_MEET_NONE && used < size)
+        snprintf(buf + used, size - used, "%s%s", used ? "; " : "", meet_text(c->meet));
 }
 
 static void list_cases(void)
@@ -487,8 +561,17 @@ static bool copy_user_section(FILE *out, const char *file, const char *name)
     return true;
 }
 
-static bool write_base_config(const options *o, const conf_plugin *p, const conf_plugin *reg,
-                              const char *path, char *why, size_t size)
+/* One [NAME] section: path, and the lines of the user's --config section. */
+static bool write_section(FILE *f, const options *o, const conf_plugin *p)
+{
+    fprintf(f, "\n[%s]\npath = %s\n", p->name, p->dir);
+    return o->config == NULL || copy_user_section(f, o->config, p->name);
+}
+
+/* The plugin under test first (the cases check that it is the context's first transport),
+ * then the data transport it needs, then the registration transport. */
+static bool write_config(const options *o, const conf_plugin *p, const conf_plugin *data,
+                         const conf_plugin *reg, const char *path, char *why, size_t size)
 {
     FILE *f = fopen(path, "w");
     if (f == NULL) {
@@ -496,13 +579,13 @@ static bool write_base_config(const options *o, const conf_plugin *p, const conf
         return false;
     }
     fprintf(f, "# written by memcast-conformance; removed when it exits\n[framework]\n");
-    fprintf(f, "plugins = %s%s%s\n\n", p->name, reg ? ", " : "", reg ? reg->name : "");
-    fprintf(f, "[%s]\npath = %s\n", p->name, p->dir);
-    bool ok = o->config == NULL || copy_user_section(f, o->config, p->name);
+    fprintf(f, "plugins = %s%s%s%s%s\n", p->name, data ? ", " : "", data ? data->name : "",
+            reg ? ", " : "", reg ? reg->name : "");
+    bool ok = write_section(f, o, p);
+    if (data != NULL)
+        ok = write_section(f, o, data) && ok;
     if (reg != NULL)
-        fprintf(f, "\n[%s]\npath = %s\n", reg->name, reg->dir);
-    if (reg != NULL && o->config != NULL)
-        ok = ok && copy_user_section(f, o->config, reg->name);
+        ok = write_section(f, o, reg) && ok;
     if (fclose(f) != 0 || !ok) {
         conf_format(why, size, "cannot %s: %s", ok ? "write the configuration" : "read --config",
                     ok ? path : o->config);
@@ -800,24 +883,45 @@ static void print_result(const printer *pr, size_t number, const result *res, co
     fflush(stdout);
 }
 
-static void print_header(const printer *pr, const conf_plugin *p, size_t planned)
+/* "udp (/path/mc_udp.la)", "the plugin itself", or why there is none. */
+static void registration_text(const setup *su, char *buf, size_t size)
 {
-    char caps[128], scopes[64];
+    if (su->registration == NULL)
+        conf_format(buf, size, "none: %s", su->registration_missing);
+    else if (!su->separate_registration)
+        conf_format(buf, size, "the plugin itself");
+    else
+        conf_format(buf, size, "%s (%s)", su->registration->name, su->registration->path);
+}
+
+static void print_header(const printer *pr, const conf_plugin *p, const setup *su, size_t planned)
+{
+    char caps[128], scopes[64], roles[64], reg[CONF_REASON_MAX + 64];
     conf_caps_text(p->caps, caps, sizeof(caps));
     conf_scopes_text(p->scopes, scopes, sizeof(scopes));
+    roles_text(p->roles, roles, sizeof(roles));
+    registration_text(su, reg, sizeof(reg));
     if (pr->o->format == FORMAT_TAP) {
         printf("1..%zu\n", planned);
         printf("# memcast-conformance %s: plugin '%s' %s (%s)\n", MC_VERSION_STRING, p->name,
                p->version, p->path);
-        printf("# ABI %u.%u; scopes: %s; caps: %s; max message %llu bytes\n", p->abi_major,
-               p->abi_minor, scopes, caps, (unsigned long long)p->max_message_size);
+        printf("# ABI %u.%u; roles: %s; scopes: %s; caps: %s; max message %llu bytes\n",
+               p->abi_major, p->abi_minor, roles, scopes, caps,
+               (unsigned long long)p->max_message_size);
+        printf("# registration: %s\n", reg);
+        if (su->data != NULL)
+            printf("# data transport: %s (%s)\n", su->data->name, su->data->path);
     } else {
         printf("memcast-conformance %s\n", MC_VERSION_STRING);
-        printf("plugin   %s %s (%s)\n", p->name, p->version, p->path);
-        printf("ABI      %u.%u (this memcast speaks %d.%d)\n", p->abi_major, p->abi_minor,
+        printf("plugin        %s %s (%s)\n", p->name, p->version, p->path);
+        printf("ABI           %u.%u (this memcast speaks %d.%d)\n", p->abi_major, p->abi_minor,
                MC_PLUGIN_ABI_MAJOR, MC_PLUGIN_ABI_MINOR);
-        printf("scopes   %s\ncaps     %s\nlimit    %llu bytes per message\n\n", scopes, caps,
-               (unsigned long long)p->max_message_size);
+        printf("roles         %s\nscopes        %s\ncaps          %s\n", roles, scopes, caps);
+        printf("limit         %llu bytes per message\n", (unsigned long long)p->max_message_size);
+        printf("registration  %s\n", reg);
+        if (su->data != NULL)
+            printf("data          %s (%s)\n", su->data->name, su->data->path);
+        printf("\n");
     }
     fflush(stdout);
 }
@@ -868,18 +972,28 @@ static bool check_one(const mc_config *cfg, conf_plugin *p)
     return true;
 }
 
+typedef struct preflight_plan {
+    conf_plugin *plugins[4]; /* NULL-terminated */
+    bool open_context;
+} preflight_plan;
+
+/* Checks that the plugins of the plan load, validate and initialise (which also fills in
+ * what their descriptors declare), then opens a context with env->config_path. */
 static void preflight(const conf_env *env, const void *arg)
 {
-    conf_plugin *reg = (conf_plugin *)arg;
+    const preflight_plan *plan = arg;
+    conf_plugin *const *plugins = plan->plugins;
     mc_config *cfg = NULL;
     conf_step("reading the generated configuration %s", env->config_path);
     if (mc_config_load(env->config_path, &cfg) != 0) {
         conf_fail("%s", mc_last_error());
         return;
     }
-    bool ok = check_one(cfg, (conf_plugin *)env->plugin) && (reg == NULL || check_one(cfg, reg));
+    bool ok = true;
+    for (size_t i = 0; ok && plugins[i] != NULL; i++)
+        ok = check_one(cfg, plugins[i]);
     mc_config_free(cfg);
-    if (!ok)
+    if (!ok || !plan->open_context)
         return;
     conf_step("opening a context with the generated configuration");
     mc_context *ctx = NULL;
@@ -920,9 +1034,20 @@ static void any_of(uint32_t scopes, char *buf, size_t size)
     buf[used] = '\0';
 }
 
+/* A case of this kind runs with publisher and subscriber in two contexts. */
+static bool needs_two_contexts(const conf_case *c, const conf_plugin *p)
+{
+    return c->meet == CONF_MEET_CONTEXTS && !(p->scopes & MC_SCOPE_PROCESS);
+}
+
+static bool needs_registration(const conf_case *c, const conf_plugin *p)
+{
+    return c->meet == CONF_MEET_PROCESSES || needs_two_contexts(c, p);
+}
+
 /* Why the case does not apply to this plugin, or "" when it does. */
-static void skip_reason(const options *o, const conf_case *c, const conf_plugin *p, char *why,
-                        size_t size)
+static void skip_reason(const options *o, const setup *su, const conf_case *c, const conf_plugin *p,
+                        char *why, size_t size)
 {
     char name[96], have[128], need[128];
     full_name(c, name, sizeof(name));
@@ -930,6 +1055,9 @@ static void skip_reason(const options *o, const conf_case *c, const conf_plugin 
     why[0] = '\0';
     if (regex != NULL) {
         snprintf(why, size, "excluded by --exclude '%s'", regex);
+    } else if ((c->roles & p->roles) != c->roles) {
+        roles_text(c->roles & ~p->roles, need, sizeof(need));
+        snprintf(why, size, "plugin '%s' has no %s role", p->name, need);
     } else if ((c->caps & p->caps) != c->caps) {
         conf_caps_text(c->caps & ~p->caps, need, sizeof(need));
         conf_caps_text(p->caps, have, sizeof(have));
@@ -938,12 +1066,10 @@ static void skip_reason(const options *o, const conf_case *c, const conf_plugin 
         any_of(c->scopes, need, sizeof(need));
         conf_scopes_text(p->scopes, have, sizeof(have));
         snprintf(why, size, "needs scope %s; plugin '%s' bridges: %s", need, p->name, have);
-    } else if (c->needs_registration && !(p->roles & MC_ROLE_REGISTRATION) &&
-               o->registration == NULL) {
-        snprintf(why, size,
-                 "processes meet only through a registration transport and plugin '%s' has "
-                 "no MC_ROLE_REGISTRATION: pass --registration PLUGIN",
-                 p->name);
+    } else if (needs_registration(c, p) && su->registration == NULL) {
+        conf_format(why, size, "%s meet only through a registration transport: %s",
+                    c->meet == CONF_MEET_PROCESSES ? "processes" : "two contexts",
+                    su->registration_missing);
     }
 }
 
@@ -971,15 +1097,30 @@ static size_t select_cases(const options *o, const conf_case **out, size_t max, 
     return n;
 }
 
-static conf_verdict run_one(const options *o, conf_env *env, const conf_case *c, size_t index,
-                            shared_area *shared, result *res)
+/* mcconf<pid>c<case>r<random>: unique per case, and the random part keeps runs in other
+ * PID namespaces (containers sharing a network or /dev/shm) apart too. */
+static void make_domain(char *buf, size_t size, size_t index)
+{
+    unsigned random = 0;
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (f == NULL || fread(&random, sizeof(random), 1, f) != 1)
+        random = (unsigned)conf_now_ms() ^ (unsigned)getpid() * 2654435761u;
+    if (f != NULL)
+        fclose(f);
+    snprintf(buf, size, "mcconf%ldc%03ur%08x", (long)getpid(), (unsigned)(index % 1000), random);
+}
+
+static conf_verdict run_one(const options *o, const setup *su, conf_env *env, const conf_case *c,
+                            size_t index, shared_area *shared, result *res)
 {
     res->c = c;
-    skip_reason(o, c, env->plugin, res->skip_reason, sizeof(res->skip_reason));
+    skip_reason(o, su, c, env->plugin, res->skip_reason, sizeof(res->skip_reason));
     if (res->skip_reason[0] != '\0')
         return res->verdict = CONF_SKIP;
-    snprintf(env->domain, sizeof(env->domain), "mcconf%ldc%03u", (long)getpid(),
-             (unsigned)(index % 1000));
+    bool meet = needs_registration(c, env->plugin);
+    env->two_contexts = needs_two_contexts(c, env->plugin);
+    env->config_path = meet && su->separate_registration ? su->meet_config : su->base_config;
+    make_domain(env->domain, sizeof(env->domain), index);
     report_reset(&shared->report);
     res->ran = true;
     int64_t start = conf_now_ms();
@@ -991,17 +1132,17 @@ static conf_verdict run_one(const options *o, conf_env *env, const conf_case *c,
     return res->verdict;
 }
 
-static int run_all(const options *o, conf_env *env, shared_area *shared)
+static int run_all(const options *o, const setup *su, conf_env *env, shared_area *shared)
 {
     const conf_case *cases[MAX_CASES];
     printer pr = {o, 0};
     size_t n = select_cases(o, cases, MAX_CASES, &pr.width);
-    print_header(&pr, env->plugin, n);
+    print_header(&pr, env->plugin, su, n);
     int counts[3] = {0, 0, 0}; /* pass, fail, skip */
     int64_t start = conf_now_ms();
     for (size_t i = 0; i < n && !interrupted; i++) {
         result res = {0};
-        conf_verdict v = run_one(o, env, cases[i], i + 1, shared, &res);
+        conf_verdict v = run_one(o, su, env, cases[i], i + 1, shared, &res);
         counts[v == CONF_PASS ? 0 : v == CONF_FAIL ? 1 : 2]++;
         print_result(&pr, i + 1, &res, &shared->report);
     }
@@ -1024,36 +1165,154 @@ static void install_interrupt_handlers(void)
     sigaction(SIGTERM, &sa, NULL);
 }
 
-static int prepare_and_run(const options *o, shared_area *shared, const char *tmpdir)
+/* Runs the preflight plan with config in a child; true when it passed, else the report
+ * holds why. */
+static bool preflight_passes(const options *o, conf_env *env, const char *config,
+                             const preflight_plan *plan, shared_area *shared)
 {
-    char why[CONF_REASON_MAX + 256];
-    conf_plugin *reg = o->registration ? &shared->registration : NULL;
-    if (reg != NULL && !resolve_plugin(o->registration, o->config, reg, why, sizeof(why)))
-        return unusable(o, o->registration, NULL, why);
-    char config[CONF_PATH_MAX + 32];
-    snprintf(config, sizeof(config), "%s/conformance.ini", tmpdir);
-    if (!write_base_config(o, &shared->plugin, reg, config, why, sizeof(why)))
-        return unusable(o, o->plugin, NULL, why);
-
-    conf_env env = {.plugin = &shared->plugin,
-                    .config_path = config,
-                    .tmpdir = tmpdir,
-                    .timeout_s = o->timeout_s,
-                    .wait_ms = o->timeout_s * 1000 / 2};
-    snprintf(env.domain, sizeof(env.domain), "mcconf%ldc000", (long)getpid());
+    env->config_path = config;
     report_reset(&shared->report);
     name_list *check_names = malloc(sizeof(*check_names));
     if (check_names != NULL)
         list_check_names(check_names);
-    child_outcome out = run_child(preflight, &env, reg, &shared->report, o);
+    child_outcome out = run_child(preflight, env, plan, &shared->report, o);
     if (check_names != NULL)
         remove_new_check_names(check_names);
     free(check_names);
     if (judge(&out, &shared->report, o->timeout_s) != CONF_PASS)
-        return unusable(o, shared->plugin.path, &shared->report, shared->report.reason);
+        return false;
     if (o->verbose && shared->report.diag_len > 0)
         fprintf(stderr, "%s", shared->report.diag);
-    return run_all(o, &env, shared);
+    return true;
+}
+
+/* A plugin without MC_ROLE_DATA cannot open a context alone: --data, or inproc. */
+static bool choose_data(const options *o, shared_area *shared, setup *su, char *why, size_t size)
+{
+    if (shared->plugin.roles & MC_ROLE_DATA) {
+        if (o->data != NULL)
+            fprintf(stderr, "memcast-conformance: ignoring --data %s: plugin '%s' carries data\n",
+                    o->data, shared->plugin.name);
+        return true;
+    }
+    const char *name = o->data != NULL ? o->data : DEFAULT_DATA;
+    if (!resolve_plugin(name, o->config, &shared->data, why, size)) {
+        size_t used = strlen(why);
+        conf_format(why + used, size - used,
+                    " (plugin '%s' has no MC_ROLE_DATA, and a context needs a data transport: "
+                    "pass --data PLUGIN)",
+                    shared->plugin.name);
+        return false;
+    }
+    su->data = &shared->data;
+    return true;
+}
+
+/* Which registration transport joins contexts; sets su->registration_missing when none. */
+static bool choose_registration(const options *o, shared_area *shared, setup *su, char *why,
+                                size_t size)
+{
+    const conf_plugin *p = &shared->plugin;
+    if (p->roles & MC_ROLE_REGISTRATION) {
+        su->registration = p;
+        if (o->registration != NULL)
+            fprintf(stderr,
+                    "memcast-conformance: ignoring --registration %s: plugin '%s' has "
+                    "MC_ROLE_REGISTRATION and joins contexts itself\n",
+                    o->registration, p->name);
+        return true;
+    }
+    if (o->registration != NULL) {
+        if (!resolve_plugin(o->registration, o->config, &shared->registration, why, size))
+            return false;
+    } else if (p->scopes & (MC_SCOPE_HOST | MC_SCOPE_NETWORK)) {
+        char not_found[CONF_REASON_MAX];
+        if (!resolve_plugin(DEFAULT_REGISTRATION, o->config, &shared->registration, not_found,
+                            sizeof(not_found))) {
+            conf_format(su->registration_missing, sizeof(su->registration_missing),
+                        "plugin '%s' has no MC_ROLE_REGISTRATION, no --registration was given, "
+                        "and the default: %s",
+                        p->name, not_found);
+            return true;
+        }
+    } else {
+        conf_format(su->registration_missing, sizeof(su->registration_missing),
+                    "plugin '%s' has no MC_ROLE_REGISTRATION and bridges scope process only "
+                    "(--registration PLUGIN would add one)",
+                    p->name);
+        return true;
+    }
+    su->registration = &shared->registration;
+    su->separate_registration = true;
+    return true;
+}
+
+/* The default registration transport may fail to load: then the cases that need it are
+ * skipped with its reason. One given with --registration must load (99 otherwise). */
+static bool check_registration(const options *o, conf_env *env, setup *su, shared_area *shared)
+{
+    if (!su->separate_registration)
+        return true;
+    preflight_plan plan = {{&shared->registration, NULL}, true};
+    if (preflight_passes(o, env, su->meet_config, &plan, shared)) {
+        if (shared->registration.roles & MC_ROLE_REGISTRATION)
+            return true;
+        /* It loads, but joins nothing: every case across contexts would time out. */
+        report_reset(&shared->report);
+        conf_format(shared->report.reason, sizeof(shared->report.reason),
+                    "--registration %s: plugin '%s' has no MC_ROLE_REGISTRATION", o->registration,
+                    shared->registration.name);
+        return false;
+    }
+    if (o->registration != NULL)
+        return false;
+    conf_format(su->registration_missing, sizeof(su->registration_missing),
+                "plugin '%s' has no MC_ROLE_REGISTRATION, no --registration was given, and the "
+                "default, %s (%s), does not load: %s",
+                shared->plugin.name, DEFAULT_REGISTRATION, shared->registration.path,
+                shared->report.reason);
+    su->registration = NULL;
+    su->separate_registration = false;
+    return true;
+}
+
+static int prepare_and_run(const options *o, shared_area *shared, const char *tmpdir)
+{
+    char why[CONF_REASON_MAX + 256];
+    setup su;
+    memset(&su, 0, sizeof(su));
+    snprintf(su.base_config, sizeof(su.base_config), "%s/conformance.ini", tmpdir);
+    snprintf(su.meet_config, sizeof(su.meet_config), "%s/conformance-meet.ini", tmpdir);
+    conf_env env = {.plugin = &shared->plugin,
+                    .tmpdir = tmpdir,
+                    .timeout_s = o->timeout_s,
+                    .wait_ms = o->timeout_s * 1000 / 2};
+    make_domain(env.domain, sizeof(env.domain), 0);
+
+    /* What the descriptor declares decides which other transports the run needs. */
+    preflight_plan probe = {{&shared->plugin, NULL}, false};
+    if (!write_config(o, &shared->plugin, NULL, NULL, su.base_config, why, sizeof(why)))
+        return unusable(o, o->plugin, NULL, why);
+    if (!preflight_passes(o, &env, su.base_config, &probe, shared))
+        return unusable(o, shared->plugin.path, &shared->report, shared->report.reason);
+    if (!choose_data(o, shared, &su, why, sizeof(why)))
+        return unusable(o, o->data != NULL ? o->data : DEFAULT_DATA, NULL, why);
+    if (!choose_registration(o, shared, &su, why, sizeof(why)))
+        return unusable(o, o->registration, NULL, why);
+
+    const conf_plugin *reg = su.separate_registration ? su.registration : NULL;
+    if (!write_config(o, &shared->plugin, su.data, NULL, su.base_config, why, sizeof(why)) ||
+        (reg != NULL &&
+         !write_config(o, &shared->plugin, su.data, reg, su.meet_config, why, sizeof(why))))
+        return unusable(o, o->plugin, NULL, why);
+    env.data = su.data;
+    preflight_plan full = {{&shared->plugin, su.data ? &shared->data : NULL, NULL}, true};
+    if (!preflight_passes(o, &env, su.base_config, &full, shared))
+        return unusable(o, shared->plugin.path, &shared->report, shared->report.reason);
+    if (!check_registration(o, &env, &su, shared))
+        return unusable(o, shared->registration.path, &shared->report, shared->report.reason);
+    env.registration = su.registration;
+    return run_all(o, &su, &env, shared);
 }
 
 int main(int argc, char **argv)

@@ -178,8 +178,12 @@ int conf_write_config(const conf_env *env, const char *tag, const char *lines, c
     FILE *f = fopen(path, "w");
     if (f == NULL)
         return mc_error_set(MC_ENOENT, "cannot write %s: %s", path, strerror(errno));
-    fprintf(f, "[framework]\nplugins = %s\n\n[%s]\npath = %s\n%s\n", env->plugin->name,
-            env->plugin->name, env->plugin->dir, lines ? lines : "");
+    const conf_plugin *data = env->data; /* a plugin without MC_ROLE_DATA needs one */
+    fprintf(f, "[framework]\nplugins = %s%s%s\n\n[%s]\npath = %s\n%s\n", env->plugin->name,
+            data ? ", " : "", data ? data->name : "", env->plugin->name, env->plugin->dir,
+            lines ? lines : "");
+    if (data != NULL)
+        fprintf(f, "[%s]\npath = %s\n", data->name, data->dir);
     if (fclose(f) != 0)
         return mc_error_set(MC_ENOSPC, "cannot write %s: %s", path, strerror(errno));
     return 0;
@@ -537,22 +541,94 @@ bool conf_sink_verify(conf_sink *sink, uint64_t expected, bool ordered)
     return ok;
 }
 
+/* "context 2" of two, or "the context" of one, for messages. */
+static const char *which(const conf_env *env, bool publisher)
+{
+    if (!env->two_contexts)
+        return "the context";
+    return publisher ? "the publishing context" : "the subscribing context";
+}
+
+int conf_contexts_open(const conf_env *env, mc_context **sub_ctx, mc_context **pub_ctx)
+{
+    *sub_ctx = *pub_ctx = NULL;
+    if (env->two_contexts && (env->plugin->caps & MC_CAP_RELIABLE)) {
+        char asked[256];
+        conf_ask_reliable(env, asked, sizeof(asked));
+        conf_note("two contexts joined through '%s'; reliability asked: %s",
+                  env->registration->name, asked);
+    }
+    conf_step("opening %s", env->two_contexts ? "the subscribing context" : "a context");
+    int rc = conf_context_open(env, sub_ctx);
+    if (rc != 0 || !env->two_contexts) {
+        *pub_ctx = *sub_ctx;
+        return rc;
+    }
+    conf_step("opening the publishing context");
+    rc = conf_context_open(env, pub_ctx);
+    return rc;
+}
+
+void conf_contexts_close(mc_context *sub_ctx, mc_context *pub_ctx)
+{
+    if (pub_ctx != sub_ctx)
+        mc_context_close(pub_ctx);
+    mc_context_close(sub_ctx);
+}
+
+static const char *meeting_text(const conf_env *env, char *buf, size_t size)
+{
+    if (!env->two_contexts)
+        return "";
+    conf_format(buf, size,
+                " (publisher and subscriber are in two contexts: registration through '%s' "
+                "did not bring them together)",
+                env->registration ? env->registration->name : "?");
+    return buf;
+}
+
+int conf_wait_matched(const conf_env *env, mc_publisher *pub, size_t subs, mc_subscriber *sub,
+                      size_t pubs)
+{
+    char meeting[256];
+    if (pub != NULL) {
+        conf_step("waiting until the publisher in %s has %zu subscribers matched", which(env, true),
+                  subs);
+        int rc = mc_publisher_wait_matched(pub, subs, env->wait_ms);
+        if (rc != 0) {
+            conf_fail("the publisher in %s matched %zu of %zu subscribers within %d ms%s",
+                      which(env, true), mc_publisher_matched(pub), subs, env->wait_ms,
+                      meeting_text(env, meeting, sizeof(meeting)));
+            return rc;
+        }
+    }
+    if (sub != NULL) {
+        conf_step("waiting until the subscriber in %s has %zu publishers matched",
+                  which(env, false), pubs);
+        int rc = mc_subscriber_wait_matched(sub, pubs, env->wait_ms);
+        if (rc != 0) {
+            conf_fail("the subscriber in %s matched %zu of %zu publishers within %d ms%s",
+                      which(env, false), mc_subscriber_matched(sub), pubs, env->wait_ms,
+                      meeting_text(env, meeting, sizeof(meeting)));
+            return rc;
+        }
+    }
+    return 0;
+}
+
 int conf_pair_open(const conf_env *env, const char *topic, conf_pair *pair)
 {
     memset(pair, 0, sizeof(*pair));
     conf_sink_init(&pair->sink, env);
-    conf_step("opening a context");
-    int rc = conf_context_open(env, &pair->ctx);
+    int rc = conf_contexts_open(env, &pair->sub_ctx, &pair->pub_ctx);
     if (rc == 0) {
         conf_step("creating a subscriber and a publisher on '%s'", topic);
-        rc = conf_subscribe(pair->ctx, topic, &pair->sink, &pair->sub);
+        rc = conf_subscribe(pair->sub_ctx, topic, &pair->sink, &pair->sub);
     }
     if (rc == 0)
-        rc = mc_publisher_create(pair->ctx, topic, NULL, &pair->pub);
-    if (rc == 0) {
-        conf_step("waiting until publisher and subscriber on '%s' are matched", topic);
-        rc = mc_publisher_wait_matched(pair->pub, 1, env->wait_ms);
-    }
+        rc = mc_publisher_create(pair->pub_ctx, topic, NULL, &pair->pub);
+    if (rc == 0)
+        rc = conf_wait_matched(env, pair->pub, 1, pair->sub, 1);
     return rc;
 }
 
@@ -561,7 +637,7 @@ void conf_pair_close(conf_pair *pair)
     conf_step("closing publisher, subscriber and context");
     mc_publisher_destroy(pair->pub);
     mc_subscriber_destroy(pair->sub);
-    mc_context_close(pair->ctx);
+    conf_contexts_close(pair->sub_ctx, pair->pub_ctx);
     conf_sink_fini(&pair->sink);
     memset(pair, 0, sizeof(*pair));
 }
@@ -679,6 +755,9 @@ static const struct {
     {"reliable", MC_CFG_BOOL, "true"},
     {"overflow", MC_CFG_ENUM, "block"},
     {"reliability", MC_CFG_ENUM, "reliable"},
+    /* A bound on how long a publisher waits for a slow subscriber (shm): long enough for
+     * the slowest subscriber of the suite, well short of a case's wait. */
+    {"ack_timeout", MC_CFG_DURATION, "2s"},
 };
 
 void conf_ask_reliable(const conf_env *env, char *what, size_t size)
