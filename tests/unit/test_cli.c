@@ -58,7 +58,10 @@ static int group_setup(void **state)
     unsetenv("MEMCAST_FRAMEWORK_PLUGINS");
     unsetenv("MEMCAST_FRAMEWORK_PLUGIN_PATH");
     unsetenv("MEMCAST_FRAMEWORK_DOMAIN");
-    setenv("MEMCAST_PLUGIN_PATH", inproc_dir, 1);
+    char plugin_path[sizeof(inproc_dir) * 3 + 2];
+    snprintf(plugin_path, sizeof(plugin_path), "%s:%s/plugins/shm:%s/plugins/udp", inproc_dir,
+             build, build);
+    setenv("MEMCAST_PLUGIN_PATH", plugin_path, 1); /* the default plugins */
     return access(binary, X_OK) == 0 ? 0 : -1;
 }
 

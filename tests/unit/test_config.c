@@ -220,7 +220,7 @@ static void no_file_gives_defaults(void **state)
     mc_config_section *fw = bind_ok(cfg, "framework", mc_framework_schema);
     const char *text = NULL;
     assert_int_equal(mc_config_get_string(fw, "plugins", &text), 0);
-    assert_string_equal(text, "inproc");
+    assert_string_equal(text, "inproc, shm, udp");
     assert_int_equal(mc_config_get_string(fw, "plugin_path", &text), 0);
     assert_string_equal(text, "");
     assert_int_equal(mc_config_get_string(fw, "domain", &text), 0);

@@ -205,6 +205,7 @@ typedef struct world {
 static int setup(void **state)
 {
     memset(fakes, 0, sizeof(fakes));
+    setenv("MEMCAST_FRAMEWORK_PLUGINS", "inproc", 1); /* the fakes are the transports under test */
     world *w = calloc(1, sizeof(*w));
     if (mc_context_open(NULL, &w->ctx) != 0)
         return -1;
