@@ -76,8 +76,8 @@ static const char *bell_problem(mc_shm_bell *b, int32_t owner_pid)
     return NULL;
 }
 
-int mc_shm_bell_open(const char *name, int32_t owner_pid, mc_shm_bell **out, char *err,
-                     size_t err_size)
+int mc_shm_bell_open(const char *name, int32_t owner_pid, const mc_shm_owners *owners,
+                     mc_shm_bell **out, char *err, size_t err_size)
 {
     mc_shm_name_info info;
     if (!mc_shm_name_parse(name, &info) || !info.is_bell || info.pid != owner_pid) {
@@ -86,8 +86,8 @@ int mc_shm_bell_open(const char *name, int32_t owner_pid, mc_shm_bell **out, cha
     }
     void *map = NULL;
     uint64_t size = 0;
-    int rc =
-        mc_shm_segment_open(name, MC_SHM_BELL_SIZE, MC_SHM_BELL_SIZE, &map, &size, err, err_size);
+    int rc = mc_shm_segment_open(name, owners, MC_SHM_BELL_SIZE, MC_SHM_BELL_SIZE, &map, &size, err,
+                                 err_size);
     if (rc != 0)
         return rc;
     const char *problem = bell_problem(map, owner_pid);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "layout.h"
+#include "segment.h"
 
 #define MC_SHM_BELL_SIZE 4096u
 
@@ -24,8 +25,8 @@ int mc_shm_bell_create(const char *name, unsigned mode, uint64_t context_hi, uin
                        mc_shm_bell **out, char *err, size_t err_size);
 
 /* Maps another instance's doorbell after checking it, and that its owner is owner_pid. */
-int mc_shm_bell_open(const char *name, int32_t owner_pid, mc_shm_bell **out, char *err,
-                     size_t err_size);
+int mc_shm_bell_open(const char *name, int32_t owner_pid, const mc_shm_owners *owners,
+                     mc_shm_bell **out, char *err, size_t err_size);
 
 void mc_shm_bell_unmap(mc_shm_bell *bell);
 

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -338,8 +339,61 @@ int mc_shm_segment_create(const char *name, uint64_t size, uint64_t prealloc, un
     return 0;
 }
 
-int mc_shm_segment_open(const char *name, uint64_t min_size, uint64_t max_size, void **map_out,
-                        uint64_t *size_out, char *err, size_t err_size)
+/* ---- owners ------------------------------------------------------------------------------- */
+
+static bool uid_of(const char *user, uid_t *uid)
+{
+    char *end;
+    unsigned long n = strtoul(user, &end, 10);
+    if (*user != '\0' && *end == '\0' && n <= (uid_t)-2) {
+        *uid = (uid_t)n;
+        return true;
+    }
+    struct passwd pw, *found = NULL;
+    char buf[4096];
+    if (getpwnam_r(user, &pw, buf, sizeof(buf), &found) != 0 || found == NULL)
+        return false;
+    *uid = found->pw_uid;
+    return true;
+}
+
+bool mc_shm_owners_parse(const char *text, mc_shm_owners *out, char *err, size_t err_size)
+{
+    memset(out, 0, sizeof(*out));
+    char user[256];
+    for (const char *p = text ? text : ""; *p != '\0';) {
+        size_t skip = strspn(p, ", \t"), len = strcspn(p + skip, ", \t");
+        p += skip;
+        if (len == 0)
+            break;
+        snprintf(user, sizeof(user), "%.*s", (int)len, p);
+        p += len;
+        if (strcmp(user, "*") == 0) {
+            out->anyone = true;
+        } else if (out->count == MC_SHM_TRUSTED_MAX) {
+            fail(0, err, err_size, "more than %d users", MC_SHM_TRUSTED_MAX);
+            return false;
+        } else if (!uid_of(user, &out->uids[out->count++])) {
+            fail(0, err, err_size, "no user '%s' on this host", user);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool owner_accepted(const mc_shm_owners *owners, uid_t uid)
+{
+    if (owners == NULL || owners->anyone || uid == geteuid())
+        return true;
+    for (size_t i = 0; i < owners->count; i++)
+        if (owners->uids[i] == uid)
+            return true;
+    return false;
+}
+
+int mc_shm_segment_open(const char *name, const mc_shm_owners *owners, uint64_t min_size,
+                        uint64_t max_size, void **map_out, uint64_t *size_out, char *err,
+                        size_t err_size)
 {
     mc_shm_name_info info;
     if (!mc_shm_name_parse(name, &info) || name[0] != '/')
@@ -352,6 +406,11 @@ int mc_shm_segment_open(const char *name, uint64_t min_size, uint64_t max_size, 
     int rc = 0;
     if (fstat(fd, &st) != 0)
         rc = fail(MC_ETRANSPORT, err, err_size, "fstat %s: %s", name, strerror(errno));
+    else if (!owner_accepted(owners, st.st_uid))
+        rc = fail(MC_ETRANSPORT, err, err_size,
+                  "%s belongs to uid %u, not to this user (uid %u) nor to one [shm] "
+                  "trusted_owners names: not opened",
+                  name, (unsigned)st.st_uid, (unsigned)geteuid());
     else if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size < min_size ||
              (uint64_t)st.st_size > max_size)
         rc = fail(MC_EINVAL, err, err_size,

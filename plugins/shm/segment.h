@@ -70,10 +70,24 @@ bool mc_shm_name_parse(const char *name, mc_shm_name_info *info);
 int mc_shm_segment_create(const char *name, uint64_t size, uint64_t prealloc, unsigned mode,
                           int *fd, void **map, char *err, size_t err_size);
 
-/* Opens an existing segment of this transport read-write, checks that the file is
- * between min_size and max_size bytes, maps it all and closes the descriptor. */
-int mc_shm_segment_open(const char *name, uint64_t min_size, uint64_t max_size, void **map,
-                        uint64_t *size, char *err, size_t err_size);
+/* Whose files a process accepts: its own effective user's always, plus these users, or
+ * anyone. A file of another user could hold anything that user chose to write. */
+#define MC_SHM_TRUSTED_MAX 16
+typedef struct mc_shm_owners {
+    bool anyone;
+    size_t count;
+    uid_t uids[MC_SHM_TRUSTED_MAX];
+} mc_shm_owners;
+
+/* Parses "" (nobody else), "*" (anyone) or a comma- or space-separated list of user names
+ * and numeric uids. False, with a sentence in err, for an unknown user or too many. */
+bool mc_shm_owners_parse(const char *text, mc_shm_owners *out, char *err, size_t err_size);
+
+/* Opens an existing segment of this transport read-write, checks that its owner is one
+ * owners accepts (NULL: anyone) and that the file is between min_size and max_size bytes,
+ * maps it all and closes the descriptor. */
+int mc_shm_segment_open(const char *name, const mc_shm_owners *owners, uint64_t min_size,
+                        uint64_t max_size, void **map, uint64_t *size, char *err, size_t err_size);
 
 /* Allocates [offset, offset+length) of fd's file now (tmpfs pages), so that a later write
  * fails here with ENOSPC rather than with SIGBUS. */

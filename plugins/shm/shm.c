@@ -79,6 +79,11 @@ static const mc_config_key shm_config_schema[] = {
             "sleeps: trades CPU for latency (a wake-up from sleep costs a few microseconds)",
      .min = 0,
      .max = 1000000},
+    {.name = "trusted_owners",
+     .type = MC_CFG_STRING,
+     .default_value = "",
+     .doc = "users (names or uids, comma-separated; * for anyone) whose segments and doorbells "
+            "this process opens besides its own user's; a file of anyone else is refused"},
     {.name = "reap",
      .type = MC_CFG_BOOL,
      .default_value = "true",
@@ -122,7 +127,7 @@ static int read_config(mc_plugin *p)
 {
     const mc_host *h = p->host;
     shm_config *c = &p->cfg;
-    const char *mode = NULL;
+    const char *mode = NULL, *owners = NULL;
     int rc = h->config_int(h->ctx, "slots", &c->slots);
     if (rc == 0)
         rc = h->config_size(h->ctx, "min_size", &c->min_size);
@@ -142,6 +147,8 @@ static int read_config(mc_plugin *p)
         rc = h->config_int(h->ctx, "spin_us", &c->spin_us);
     if (rc == 0)
         rc = h->config_bool(h->ctx, "reap", &c->reap);
+    if (rc == 0)
+        rc = h->config_string(h->ctx, "trusted_owners", &owners);
     if (rc != 0)
         return mc_shm_fail(p, rc, "reading the [shm] section failed");
     if (!parse_mode(mode, &c->mode))
@@ -149,6 +156,9 @@ static int read_config(mc_plugin *p)
                            "[shm] mode '%s' is not octal permissions that include 0600 (for "
                            "example 0600 or 0660)",
                            mode ? mode : "");
+    char why[300];
+    if (!mc_shm_owners_parse(owners, &c->owners, why, sizeof(why)))
+        return mc_shm_fail(p, MC_ECONFIG, "[shm] trusted_owners '%s': %s", owners, why);
     return 0;
 }
 
@@ -167,7 +177,8 @@ int mc_shm_remote_bell_acquire(mc_plugin *p, const char *name, int32_t pid, shm_
         if (rb == NULL) {
             rc = MC_ENOMEM;
             snprintf(err, sizeof(err), "out of memory");
-        } else if ((rc = mc_shm_bell_open(name, pid, &rb->bell, err, sizeof(err))) != 0) {
+        } else if ((rc = mc_shm_bell_open(name, pid, &p->cfg.owners, &rb->bell, err,
+                                          sizeof(err))) != 0) {
             free(rb);
             rb = NULL;
         } else {

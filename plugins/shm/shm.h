@@ -29,6 +29,7 @@ typedef struct shm_config {
     int64_t max_subscribers;
     int64_t spin_us;
     bool reap;
+    mc_shm_owners owners; /* whose segments and doorbells this process opens */
 } shm_config;
 
 /* A remote subscriber instance's doorbell, mapped once per instance and shared by every

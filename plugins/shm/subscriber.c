@@ -123,8 +123,8 @@ static int mapping_open(const shm_att *att, uint32_t gen, mapping *m, char *err,
     }
     void *base = NULL;
     uint64_t size = 0;
-    int rc = mc_shm_segment_open(name, sizeof(mc_shm_header), MAX_SEGMENT_SIZE, &base, &size, err,
-                                 err_size);
+    int rc = mc_shm_segment_open(name, &att->sub->plugin->cfg.owners, sizeof(mc_shm_header),
+                                 MAX_SEGMENT_SIZE, &base, &size, err, err_size);
     if (rc != 0)
         return rc;
     m->gen = gen;

@@ -860,6 +860,43 @@ static void test_segments_get_exactly_the_configured_mode(void **state)
     }
 }
 
+/* A segment another user owns could hold anything that user wrote: refused, unless
+ * [shm] trusted_owners names that user. Needs root, to give the file away. */
+static void test_segments_of_other_users_are_refused_unless_trusted(void **state)
+{
+    if (geteuid() != 0) {
+        fprintf(stderr, "skipped: only root can give a segment to another user\n");
+        skip();
+    }
+    mc_context *ctx[3] = {open_ctx(""), open_ctx(""), open_ctx("trusted_owners = 65534\n")};
+    collector c[2];
+    collector_init(&c[0]);
+    collector_init(&c[1]);
+    mc_publisher *pub = publisher(ctx[0], "owned");
+    char name[MC_LOCATOR_MAX + 1], path[MC_LOCATOR_MAX + 16];
+    shm_name_of(ctx[0], name, sizeof(name));
+    snprintf(path, sizeof(path), "/dev/shm%s", name);
+    assert_int_equal(chown(path, 65534, 65534), 0);
+    logs_clear();
+    subscribe(ctx[1], "owned", &c[0]);
+    introduce_both(ctx[0], ctx[1]);
+    assert_true(wait_log("belongs to uid 65534", "not opened"));
+    subscribe(ctx[2], "owned", &c[1]);
+    introduce_both(ctx[0], ctx[2]);
+    assert_int_equal(publish_seq(pub, 1, 64), 0);
+    assert_true(wait_count(&c[1], 1, false));
+    assert_int_equal(c[1].bad, 0);
+    assert_int_equal(c[0].count, 0);
+    close_all(ctx, 3);
+    collector_fini(&c[0]);
+    collector_fini(&c[1]);
+
+    /* a user that does not exist is a configuration error naming it */
+    mc_context *bad = NULL;
+    assert_int_equal(open_ctx_rc("trusted_owners = nosuchuser_mc\n", &bad), MC_ECONFIG);
+    assert_non_null(strstr(mc_last_error(), "no user 'nosuchuser_mc'"));
+}
+
 static void test_names_stay_inside_dev_shm_and_parse_back(void **state)
 {
     char topic[MC_TOPIC_MAX + 1];
@@ -1464,6 +1501,7 @@ int main(void)
         cmocka_unit_test(test_subscribers_beyond_the_table_are_served_best_effort),
         cmocka_unit_test(test_loan_writes_into_shared_memory_and_readers_get_it_in_place),
         cmocka_unit_test(test_segments_get_exactly_the_configured_mode),
+        cmocka_unit_test(test_segments_of_other_users_are_refused_unless_trusted),
         cmocka_unit_test(test_names_stay_inside_dev_shm_and_parse_back),
         cmocka_unit_test(test_files_of_dead_processes_are_reaped),
         cmocka_unit_test(test_a_full_dev_shm_gives_clean_errors),
