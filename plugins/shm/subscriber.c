@@ -347,10 +347,28 @@ static bool att_stopping(shm_att *att)
     return atomic_load(&att->sub->closing) || atomic_load(&att->detach);
 }
 
+/* A disconnected publisher that is still writing: after the drain time, what is left
+ * unread is counted as lost (never lost silently) and the attachment finishes. One that
+ * closed writes no more, so the rest is read however long it takes. */
+static bool att_drain_expired(mc_plugin *p, shm_att *att)
+{
+    int64_t deadline = atomic_load(&att->drain_deadline);
+    mc_shm_header *h = mc_shm_hdr(att->m.base);
+    if (deadline == 0 || monotonic_ns() <= deadline ||
+        atomic_load_explicit(&h->closed, memory_order_acquire) != 0)
+        return false;
+    uint64_t written = atomic_load_explicit(&h->write_seq, memory_order_acquire);
+    report_lost(p, att, written > att->reader.cursor ? written - att->reader.cursor : 0);
+    att_finish(att);
+    return true;
+}
+
 /* Delivers what the publisher wrote, at most one ring's worth so that other publishers
  * get their turn. True when anything happened. */
 static bool att_process(mc_plugin *p, shm_att *att)
 {
+    if (att_drain_expired(p, att))
+        return true;
     const char *problem = mc_shm_header_recheck(att->m.base, &att->m.geo, &att->m.expect);
     if (problem != NULL) {
         att_drop(p, att, problem);
@@ -393,10 +411,9 @@ static void att_unlink_locked(mc_plugin *p, shm_att *att)
 }
 
 /* A disconnected attachment that read all it will read. */
-static bool att_drained_locked(const shm_att *att, int64_t now)
+static bool att_drained_locked(const shm_att *att)
 {
-    int64_t deadline = atomic_load(&att->drain_deadline);
-    return deadline != 0 && !att->busy && (att->finished || now > deadline);
+    return atomic_load(&att->drain_deadline) != 0 && !att->busy && att->finished;
 }
 
 /* One pass over every attachment. True when any made progress. */
@@ -404,10 +421,9 @@ static bool scan_all(mc_plugin *p)
 {
     bool progress = false;
     size_t live = 0;
-    int64_t now = monotonic_ns();
     pthread_mutex_lock(&p->lock);
     for (shm_att *att = p->atts; att != NULL;) {
-        if (att_drained_locked(att, now)) {
+        if (att_drained_locked(att)) {
             shm_att *next = att->next;
             att_unlink_locked(p, att);
             att_free(att);

@@ -862,6 +862,36 @@ static void test_segments_get_exactly_the_configured_mode(void **state)
 
 /* A segment another user owns could hold anything that user wrote: refused, unless
  * [shm] trusted_owners names that user. Needs root, to give the file away. */
+/* A publisher's goodbye often arrives before its last messages are read: they are still
+ * delivered, none lost. The subscriber is held inside the first message's callback while
+ * the publisher writes five more, withdraws and closes. */
+static void test_messages_written_before_a_goodbye_are_delivered(void **state)
+{
+    mc_context *ctx[2] = {open_ctx("slots = 8\n"), open_ctx("slots = 8\n")};
+    collector c;
+    collector_init(&c);
+    mc_publisher *pub = publisher(ctx[0], "goodbye");
+    mc_subscriber *sub = subscribe(ctx[1], "goodbye", &c);
+    introduce_both(ctx[0], ctx[1]);
+    gate(&c, true);
+    for (uint64_t s = 1; s <= 6; s++)
+        assert_int_equal(publish_seq(pub, s, 256), 0);
+    assert_true(wait_count(&c, 1, true));
+    capture *cap = malloc(sizeof(*cap));
+    capture_all(ctx[0], cap);
+    for (size_t i = 0; i < cap->count; i++)
+        report_to(ctx[1], &cap->regs[i], false); /* the goodbye */
+    free(cap);
+    assert_int_equal(mc_subscriber_matched(sub), 0);
+    assert_int_equal(mc_context_close(ctx[0]), 0);
+    gate(&c, false);
+    assert_true(wait_count(&c, 6, false));
+    assert_int_equal(c.bad + c.out_of_order, 0);
+    assert_int_equal(all_drops(sub), 0);
+    assert_int_equal(mc_context_close(ctx[1]), 0);
+    collector_fini(&c);
+}
+
 static void test_segments_of_other_users_are_refused_unless_trusted(void **state)
 {
     if (geteuid() != 0) {
@@ -1501,6 +1531,7 @@ int main(void)
         cmocka_unit_test(test_subscribers_beyond_the_table_are_served_best_effort),
         cmocka_unit_test(test_loan_writes_into_shared_memory_and_readers_get_it_in_place),
         cmocka_unit_test(test_segments_get_exactly_the_configured_mode),
+        cmocka_unit_test(test_messages_written_before_a_goodbye_are_delivered),
         cmocka_unit_test(test_segments_of_other_users_are_refused_unless_trusted),
         cmocka_unit_test(test_names_stay_inside_dev_shm_and_parse_back),
         cmocka_unit_test(test_files_of_dead_processes_are_reaped),
