@@ -720,10 +720,8 @@ void mc_shm_sub_disconnect(mc_plugin_sub *handle, const mc_endpoint_id *pub)
         if (att->sub == sub && !atomic_load(&att->detach) &&
             atomic_load(&att->drain_deadline) == 0 &&
             memcmp(&att->pub_id, pub, sizeof(*pub)) == 0) {
-            if (att->finished)
-                att_release_locked(p, att);
-            else
-                atomic_store(&att->drain_deadline, monotonic_ns() + DRAIN_NS);
+            /* the thread frees it once finished (it may be reading it now) */
+            atomic_store(&att->drain_deadline, monotonic_ns() + DRAIN_NS);
             break;
         }
     }
