@@ -49,8 +49,8 @@ static void limits_max_size(const conf_env *env)
     conf_step("waiting for the %zu-byte message", size);
     CONF_EXPECT(conf_sink_wait(&pair.sink, env, 1), "the %zu-byte message did not arrive", size);
     CONF_CHECK(conf_sink_verify(&pair.sink, 1, false));
-    CONF_EXPECT(pair.sink.last_size == size, "it arrived with %zu bytes, sent %zu",
-                pair.sink.last_size, size);
+    CONF_EXPECT(conf_sink_last_size(&pair.sink) == size, "it arrived with %zu bytes, sent %zu",
+                conf_sink_last_size(&pair.sink), size);
 out:
     conf_pair_close(&pair);
     free(buf);
@@ -140,17 +140,17 @@ static void zerocopy_loan_commit(const conf_env *env)
     conf_step("loaning 4096 bytes, writing and committing them");
     CONF_CALL(loan_write_commit(pair.pub, 4096, 4096, 1, &loaned));
     CONF_EXPECT(conf_sink_wait(&pair.sink, env, 1), "the committed message did not arrive");
-    CONF_EXPECT(pair.sink.last_size == 4096, "it arrived with %zu bytes, committed 4096",
-                pair.sink.last_size);
+    CONF_EXPECT(conf_sink_last_size(&pair.sink) == 4096,
+                "it arrived with %zu bytes, committed 4096", conf_sink_last_size(&pair.sink));
     if (!env->two_contexts) /* two contexts map the memory at two addresses */
-        conf_note("the subscriber %s", pair.sink.last_data == loaned
+        conf_note("the subscriber %s", conf_sink_last_data(&pair.sink) == loaned
                                            ? "read the loaned buffer itself (no copy)"
                                            : "read a copy of the loaned buffer");
     conf_step("loaning 4096 bytes and committing the first 1000");
     CONF_CALL(loan_write_commit(pair.pub, 4096, 1000, 2, NULL));
     CONF_EXPECT(conf_sink_wait(&pair.sink, env, 2), "the partly committed message did not arrive");
-    CONF_EXPECT(pair.sink.last_size == 1000, "it arrived with %zu bytes, committed 1000",
-                pair.sink.last_size);
+    CONF_EXPECT(conf_sink_last_size(&pair.sink) == 1000,
+                "it arrived with %zu bytes, committed 1000", conf_sink_last_size(&pair.sink));
     for (uint64_t seq = 3; seq <= 102; seq++) {
         conf_step("loan and commit %llu of 100", (unsigned long long)seq - 2);
         CONF_CALL(loan_write_commit(pair.pub, 256, 256, seq, NULL));
@@ -228,7 +228,7 @@ static void reliable_slow_subscriber(const conf_env *env)
     if (!env->two_contexts) /* two contexts note it themselves */
         conf_note("reliability asked: %s", asked);
     CONF_CALL(conf_pair_open(env, "conformance/reliable", &pair));
-    pair.sink.delay_ns = RELIABLE_DELAY_NS;
+    conf_sink_set_checks(&pair.sink, true, RELIABLE_DELAY_NS);
     conf_step("publishing %d messages to a subscriber that takes 50 us for each",
               RELIABLE_MESSAGES);
     CONF_CHECK(conf_publish_pattern(pair.pub, RELIABLE_MESSAGES, 256, 1));

@@ -125,8 +125,8 @@ static void loopback_empty_message(const conf_env *env)
     CONF_EXPECT(conf_sink_wait(&pair.sink, env, 2), "%llu of 2 empty messages arrived",
                 (unsigned long long)conf_sink_count(&pair.sink));
     CONF_CHECK(conf_sink_verify(&pair.sink, 2, ordered(env)));
-    CONF_EXPECT(pair.sink.bytes == 0, "empty messages arrived with %llu bytes",
-                (unsigned long long)pair.sink.bytes);
+    CONF_EXPECT(conf_sink_bytes(&pair.sink) == 0, "empty messages arrived with %llu bytes",
+                (unsigned long long)conf_sink_bytes(&pair.sink));
 out:
     conf_pair_close(&pair);
 }
@@ -136,19 +136,20 @@ static void loopback_one_byte(const conf_env *env)
     static const unsigned char bytes[] = {0x00, 0xff, 0x0a};
     conf_pair pair;
     CONF_CALL(conf_pair_open(env, "conformance/one_byte", &pair));
-    pair.sink.check_payload = false;
+    conf_sink_set_checks(&pair.sink, false, 0);
     conf_step("publishing three 1-byte messages: 0x00, 0xff, 0x0a");
     for (size_t i = 0; i < sizeof(bytes); i++)
         CONF_CALL(mc_publish(pair.pub, &bytes[i], 1));
     CONF_EXPECT(conf_sink_wait(&pair.sink, env, 3), "%llu of 3 messages arrived",
                 (unsigned long long)conf_sink_count(&pair.sink));
     CONF_CHECK(conf_sink_verify(&pair.sink, 3, ordered(env)));
-    CONF_EXPECT(pair.sink.bytes == 3, "3 one-byte messages arrived with %llu bytes in all",
-                (unsigned long long)pair.sink.bytes);
+    CONF_EXPECT(conf_sink_bytes(&pair.sink) == 3,
+                "3 one-byte messages arrived with %llu bytes in all",
+                (unsigned long long)conf_sink_bytes(&pair.sink));
     for (size_t i = 0; ordered(env) && i < sizeof(bytes); i++)
-        CONF_EXPECT(pair.sink.first_bytes[i] == bytes[i],
-                    "message %zu arrived as 0x%02x, sent 0x%02x", i + 1, pair.sink.first_bytes[i],
-                    bytes[i]);
+        CONF_EXPECT(conf_sink_first_byte(&pair.sink, i) == bytes[i],
+                    "message %zu arrived as 0x%02x, sent 0x%02x", i + 1,
+                    conf_sink_first_byte(&pair.sink, i), bytes[i]);
 out:
     conf_pair_close(&pair);
 }

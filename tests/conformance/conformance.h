@@ -228,6 +228,14 @@ bool conf_sink_wait_for(conf_sink *sink, bool (*pred)(const conf_sink *sink, con
 uint64_t conf_sink_settle(conf_sink *sink, const conf_env *env, mc_subscriber *sub,
                           uint64_t expected);
 uint64_t conf_sink_count(conf_sink *sink);
+/* What the callback wrote, read under the sink's lock: the callback runs on a transport's
+ * thread, which the sanitizers cannot always see ordered after this one. */
+size_t conf_sink_last_size(conf_sink *sink);
+const void *conf_sink_last_data(conf_sink *sink);
+uint64_t conf_sink_bytes(conf_sink *sink);
+unsigned char conf_sink_first_byte(conf_sink *sink, size_t i);
+/* Changes what the callback does, under the sink's lock. */
+void conf_sink_set_checks(conf_sink *sink, bool check_payload, uint64_t delay_ns);
 /* Creates a callback subscriber feeding sink. */
 int conf_subscribe(mc_context *ctx, const char *topic, conf_sink *sink, mc_subscriber **out);
 

@@ -402,9 +402,13 @@ void conf_sink_callback(void *user, mc_subscriber *sub, const mc_msg *msg)
     const void *data = mc_msg_data(msg);
     size_t size = mc_msg_size(msg);
     uint64_t seq = mc_msg_seq(msg);
-    bool payload_ok = !sink->check_payload || conf_payload_ok(data, size, seq);
-    if (sink->delay_ns > 0)
-        sink_delay(sink->delay_ns); /* the slow subscriber of the reliable suite */
+    pthread_mutex_lock(&sink->lock);
+    bool check = sink->check_payload;
+    uint64_t delay_ns = sink->delay_ns;
+    pthread_mutex_unlock(&sink->lock);
+    bool payload_ok = !check || conf_payload_ok(data, size, seq);
+    if (delay_ns > 0)
+        sink_delay(delay_ns); /* the slow subscriber of the reliable suite */
     pthread_mutex_lock(&sink->lock);
     if (!payload_ok)
         sink->bad_payload++;
@@ -498,6 +502,46 @@ uint64_t conf_sink_count(conf_sink *sink)
     uint64_t n = sink->count;
     pthread_mutex_unlock(&sink->lock);
     return n;
+}
+
+size_t conf_sink_last_size(conf_sink *sink)
+{
+    pthread_mutex_lock(&sink->lock);
+    size_t n = sink->last_size;
+    pthread_mutex_unlock(&sink->lock);
+    return n;
+}
+
+const void *conf_sink_last_data(conf_sink *sink)
+{
+    pthread_mutex_lock(&sink->lock);
+    const void *p = sink->last_data;
+    pthread_mutex_unlock(&sink->lock);
+    return p;
+}
+
+uint64_t conf_sink_bytes(conf_sink *sink)
+{
+    pthread_mutex_lock(&sink->lock);
+    uint64_t n = sink->bytes;
+    pthread_mutex_unlock(&sink->lock);
+    return n;
+}
+
+unsigned char conf_sink_first_byte(conf_sink *sink, size_t i)
+{
+    pthread_mutex_lock(&sink->lock);
+    unsigned char b = i < sizeof(sink->first_bytes) ? sink->first_bytes[i] : 0;
+    pthread_mutex_unlock(&sink->lock);
+    return b;
+}
+
+void conf_sink_set_checks(conf_sink *sink, bool check_payload, uint64_t delay_ns)
+{
+    pthread_mutex_lock(&sink->lock);
+    sink->check_payload = check_payload;
+    sink->delay_ns = delay_ns;
+    pthread_mutex_unlock(&sink->lock);
 }
 
 int conf_subscribe(mc_context *ctx, const char *topic, conf_sink *sink, mc_subscriber **out)
