@@ -109,6 +109,9 @@ void mc_shm_bell_unmap(mc_shm_bell *bell)
 void mc_shm_bell_ring(mc_shm_bell *bell)
 {
     atomic_fetch_add(&bell->ring, 1);
-    if (atomic_load(&bell->sleeping))
+    /* Clearing the flag makes this the only wake until the thread says it sleeps again:
+     * publishes that follow before it runs (from here or other publishers) skip the
+     * syscall instead of waking a thread that is already being woken. */
+    if (atomic_exchange(&bell->sleeping, 0))
         mc_shm_futex_wake(&bell->ring);
 }

@@ -124,7 +124,8 @@ typedef struct mc_shm_bell {
     _Atomic uint32_t ready;
     uint8_t reserved1[20];
     _Atomic uint32_t ring;     /* futex word: +1 per commit of an attached publisher */
-    _Atomic uint32_t sleeping; /* 1 while the wait thread may be in FUTEX_WAIT */
+    _Atomic uint32_t sleeping; /* 1 while the wait thread may be in FUTEX_WAIT; cleared by the
+                                  publisher that wakes it */
     uint8_t reserved2[56];
 } mc_shm_bell;
 
