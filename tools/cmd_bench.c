@@ -21,6 +21,7 @@
 
 #include "cli.h"
 #include "cmd.h"
+#include "cmd_bench_common.h"
 
 enum { STAMP_OPEN, STAMP_MATCHED, STAMP_FIRST, STAMPS };
 
@@ -237,6 +238,17 @@ static int bench_discovery(const cli_global *global, size_t tries)
 
 int mc_cmd_bench(const cli_command *cmd, cli_global *global, int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++) {
+        if (argv[i][0] == '-')
+            continue;
+        if (strcmp(argv[i], "floor") == 0)
+            return mc_bench_floor(cmd, global, argc, argv);
+        if (strcmp(argv[i], "latency") == 0)
+            return mc_bench_latency(cmd, global, argc, argv);
+        if (strcmp(argv[i], "throughput") == 0)
+            return mc_bench_throughput(cmd, global, argc, argv);
+        break;
+    }
     const char *tries_text = NULL;
     const cli_option opts[] = {{"--tries", 'n', NULL, &tries_text},
                                {"--config", 'c', NULL, &global->config_path}};

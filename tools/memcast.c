@@ -1017,13 +1017,36 @@ static const cli_command commands[] = {
      "  -q, --quiet        do not print messages\n"
      "\nExit status: 0 success, 1 corrupt payloads or fewer than --count messages, 2 usage.\n",
      mc_cmd_sub},
-    {"bench", "Measure: how fast two processes meet (discovery).",
-     "memcast [-c FILE] bench discovery [--tries N]",
-     "\nStarts a first process, then a second, --tries times (default 20) for each start\n"
-     "order, and reports median, p90 and max of the time from the second process's start to\n"
-     "the publisher matched, the subscriber matched and the first sample received. Use a\n"
+    {"bench", "Measure: discovery, the machine's floor, latency and throughput.",
+     "memcast [-c FILE] bench discovery [--tries N]\n"
+     "       memcast [-c FILE] bench floor|latency|throughput [OPTIONS]",
+     "\ndiscovery: starts a first process, then a second, --tries times (default 20) for each\n"
+     "start order, and reports median, p90 and max of the time from the second process's start\n"
+     "to the publisher matched, the subscriber matched and the first sample received. Use a\n"
      "configuration whose plugins reach between processes (registration and a data transport).\n"
-     "\nExit status: 0 every try met, 1 some did not within 5 s, 2 usage error.\n",
+     "\nfloor: this machine's limits, two processes pinned to two cores: one cache line\n"
+     "ping-pong (futex and spinning), copy (memcpy in and out) and zero-copy (write and read in\n"
+     "place) per size, and one core's memcpy bandwidth. One-way = round trip / 2.\n"
+     "latency: ping-pong between two processes over memcast, every byte written and checked;\n"
+     "one-way p50/p90/p99/p99.9/max and a histogram, beside the floor of the same run.\n"
+     "throughput: one publisher sends --count messages as fast as it can to --subscribers\n"
+     "processes that check every byte: msg/s, MB/s, lost, corrupt, publisher CPU per message.\n"
+     "Each run uses its own domain, udp registration in local mode and the data transport\n"
+     "--transport (environment overrides on top of -c FILE).\n"
+     "\nOptions (floor, latency, throughput):\n"
+     "  -s, --size LIST    sizes, K/M suffixes, 16 bytes to 1G (default 64,4K,1M,8M)\n"
+     "  -n, --count N      round trips or messages per size (default by size)\n"
+     "  --warmup N         round trips not counted before each size (default by size)\n"
+     "  --cpus A,B         cores of the two processes (default 0,1); a failed pin is reported\n"
+     "  -t, --transport P  data plugin (default shm)\n"
+     "  --zero-copy        publish through mc_loan/mc_commit, read in place\n"
+     "  --reliable         [shm] ack_timeout = 10s: nothing overwritten before it is read\n"
+     "  --wait block|spin  subscribers sleep on the doorbell, or spin ([shm] spin_us)\n"
+     "  --subscribers N    throughput: 1..8 subscriber processes (default 1)\n"
+     "  --no-floor         latency/throughput: skip the floor measurement\n"
+     "  --json             one JSON object on stdout\n"
+     "\nExit status: 0 success, 1 a try or measurement failed (no answer, corrupt payload, a\n"
+     "loss in reliable mode), 2 usage error.\n",
      mc_cmd_bench},
     {"help", "Show help for memcast or for one subcommand.", "memcast help [SUBCOMMAND]", "",
      run_help},
