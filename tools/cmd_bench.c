@@ -208,6 +208,12 @@ static size_t run_order(const char *config, bool sub_first, size_t tries, sample
             finish(&second);
         }
         finish(&first);
+        if (complete == 0 && t == 0) { /* the rest would wait just as long for nothing */
+            fprintf(stderr, "memcast bench: the two processes did not meet within 5 s; do their "
+                            "contexts load a registration plugin (udp) and a data transport they "
+                            "share? See 'memcast plugins'.\n");
+            return complete;
+        }
     }
     return complete;
 }
@@ -238,16 +244,14 @@ static int bench_discovery(const cli_global *global, size_t tries)
 
 int mc_cmd_bench(const cli_command *cmd, cli_global *global, int argc, char **argv)
 {
+    /* the measurement's name may come after options and their values */
     for (int i = 1; i < argc; i++) {
-        if (argv[i][0] == '-')
-            continue;
         if (strcmp(argv[i], "floor") == 0)
             return mc_bench_floor(cmd, global, argc, argv);
         if (strcmp(argv[i], "latency") == 0)
             return mc_bench_latency(cmd, global, argc, argv);
         if (strcmp(argv[i], "throughput") == 0)
             return mc_bench_throughput(cmd, global, argc, argv);
-        break;
     }
     const char *tries_text = NULL;
     const cli_option opts[] = {{"--tries", 'n', NULL, &tries_text},
