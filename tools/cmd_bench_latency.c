@@ -10,6 +10,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +57,10 @@ typedef struct side {
     uint64_t seq;
     long long t0;
     double *rtt;
+    /* The pinger's main thread sets a size up and its delivery thread runs the round trips;
+     * they never overlap (one message is in flight), but the order between them passes
+     * through the other process, which ThreadSanitizer cannot see: the lock shows it. */
+    pthread_mutex_t lock;
 } side;
 
 static void fail(lat_shared *sh, const char *what)
@@ -116,12 +121,21 @@ static void on_ping(void *user, mc_subscriber *sub, const mc_msg *msg)
         fail(sh, "ponger: publish");
 }
 
+static void on_pong_locked(side *s, const mc_msg *msg);
+
 static void on_pong(void *user, mc_subscriber *sub, const mc_msg *msg)
 {
     side *s = user;
+    (void)sub;
+    pthread_mutex_lock(&s->lock);
+    on_pong_locked(s, msg);
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void on_pong_locked(side *s, const mc_msg *msg)
+{
     lat_shared *sh = s->run->sh;
     uint64_t seq = 0;
-    (void)sub;
     bool ok = mc_bench_verify(mc_msg_data(msg), mc_msg_size(msg),
                               s->run->o->zero_copy ? SALT_PONG : SALT_PING, &seq);
     long long t1 = mc_bench_now_ns();
@@ -187,7 +201,7 @@ static bool wait_flag(_Atomic int *flag, long long timeout_ns, lat_shared *sh)
 static int ponger_main(void *arg)
 {
     lat_run *run = arg;
-    side s = {.run = run};
+    side s = {.run = run, .lock = PTHREAD_MUTEX_INITIALIZER};
     mc_context *ctx = NULL;
     mc_subscriber *sub = NULL;
     if (!mc_bench_pin(run->o->cpus[1]))
@@ -210,6 +224,7 @@ static bool pinger_size(side *s, size_t index)
 {
     lat_run *run = s->run;
     lat_shared *sh = run->sh;
+    pthread_mutex_lock(&s->lock);
     s->size = run->o->sizes[index];
     s->iter = 0;
     s->warmup = run->warmups[index];
@@ -218,7 +233,9 @@ static bool pinger_size(side *s, size_t index)
     atomic_store(&sh->done, 0);
     atomic_store(&sh->progress, 0);
     s->seq++;
-    if (send_payload(s, s->size, s->seq, SALT_PING, &s->t0) != 0) {
+    int rc = send_payload(s, s->size, s->seq, SALT_PING, &s->t0);
+    pthread_mutex_unlock(&s->lock);
+    if (rc != 0) {
         fail(sh, "pinger: publish");
         return false;
     }
@@ -244,7 +261,7 @@ static bool pinger_size(side *s, size_t index)
 static int pinger_main(void *arg)
 {
     lat_run *run = arg;
-    side s = {.run = run};
+    side s = {.run = run, .lock = PTHREAD_MUTEX_INITIALIZER};
     mc_context *ctx = NULL;
     mc_subscriber *sub = NULL;
     if (!mc_bench_pin(run->o->cpus[0]))
