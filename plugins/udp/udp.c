@@ -8,8 +8,8 @@
  *
  * This file: the descriptor, the [udp] configuration and the instance. The protocol is in
  * registration.c and peers.c, the socket in socket.c, the datagram format in wire.c.
- * The data role (carrying samples to other hosts) is not here yet; it will be added in
- * files of its own.
+ * The data role (samples to other processes and hosts, doc/udp.md) lives in data*.c and
+ * reassembly.c; this file only lists its keys and routes its ops there.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +68,60 @@ static const mc_config_key udp_config_schema[] = {
             "this is sent alone); keep it under the path MTU in network mode",
      .min = 512,
      .max = 65000},
+    {.name = "datagram_size",
+     .type = MC_CFG_SIZE,
+     .default_value = "0",
+     .doc = "data: largest data datagram (UDP payload: an 80-byte header, then the fragment), "
+            "at least 336; 0 sizes it to the path without IP fragmentation: 1472 in network "
+            "mode (a 1500-byte MTU), 65507 in local mode (loopback's 64 KiB MTU)",
+     .min = 0,
+     .max = 65507},
+    {.name = "max_message_size",
+     .type = MC_CFG_SIZE,
+     .default_value = "64M",
+     .doc = "data: largest sample a publisher sends and a subscriber accepts",
+     .min = 1,
+     .max = 4294967295LL},
+    {.name = "reassembly_memory",
+     .type = MC_CFG_SIZE,
+     .default_value = "256M",
+     .doc = "data: bytes one subscriber may hold in samples not yet complete; the oldest "
+            "are given up (counted lost) to make room for newer ones",
+     .min = 4096,
+     .max = 68719476736LL},
+    {.name = "reassembly_timeout",
+     .type = MC_CFG_DURATION,
+     .default_value = "1s",
+     .doc = "data: a sample still missing fragments that got none for this long is "
+            "counted lost",
+     .min = 1,
+     .max = 3600000},
+    {.name = "send_rate",
+     .type = MC_CFG_SIZE,
+     .default_value = "0",
+     .doc = "data: bytes per second one publisher sends at most (pacing, so a burst does not "
+            "overrun receivers' socket buffers); 0 is unlimited"},
+    {.name = "rcvbuf",
+     .type = MC_CFG_SIZE,
+     .default_value = "64M",
+     .doc = "data: receive socket buffer of each subscriber (SO_RCVBUFFORCE when allowed, "
+            "else capped at net.core.rmem_max with a warning)",
+     .min = 4096,
+     .max = 1073741823},
+    {.name = "sndbuf",
+     .type = MC_CFG_SIZE,
+     .default_value = "1M",
+     .doc = "data: send socket buffer of each publisher (capped at net.core.wmem_max "
+            "without CAP_NET_ADMIN, with a warning)",
+     .min = 4096,
+     .max = 1073741823},
+    {.name = "test_drop_every",
+     .type = MC_CFG_INT,
+     .default_value = "0",
+     .doc = "FOR TESTS ONLY: a publisher skips every Nth data datagram it would send, to "
+            "exercise loss without netem; 0 sends everything",
+     .min = 0,
+     .max = 1000000000},
     {.name = NULL},
 };
 
@@ -126,6 +180,7 @@ static int check_host(const mc_host *host)
 
 static void instance_free(mc_plugin *p)
 {
+    mc_udp_data_fini(p);
     mc_udp_socket_close(p);
     mc_udp_peers_free(p);
     mc_udp_idmap_free(&p->local);
@@ -153,6 +208,8 @@ static int udp_init(const mc_host *host, mc_plugin **out)
         rc = check_config(p);
     if (rc == 0)
         rc = mc_udp_socket_open(p);
+    if (rc == 0) /* after the socket: its errors name a bad group or interface best */
+        rc = mc_udp_data_init(p);
     if (rc == 0)
         rc = mc_udp_registration_start(p);
     if (rc != 0) {
@@ -173,8 +230,7 @@ static void udp_fini(mc_plugin *p)
 
 static int udp_limits(mc_plugin *p, mc_plugin_limits *out)
 {
-    (void)p;
-    out->max_message_size = 0; /* registration only: carries no samples yet */
+    out->max_message_size = p->data.cfg.max_message_size;
     return 0;
 }
 
@@ -198,6 +254,15 @@ static const mc_plugin_ops udp_ops = {
     .init = udp_init,
     .fini = udp_fini,
     .limits = udp_limits,
+    .pub_open = mc_udp_pub_open,
+    .pub_close = mc_udp_pub_close,
+    .sub_open = mc_udp_sub_open,
+    .sub_close = mc_udp_sub_close,
+    .pub_connect = mc_udp_pub_connect,
+    .pub_disconnect = mc_udp_pub_disconnect,
+    .send = mc_udp_send,
+    .sub_connect = mc_udp_sub_connect,
+    .sub_locator = mc_udp_sub_locator,
     .reg_announce = udp_reg_announce,
     .reg_withdraw = udp_reg_withdraw,
     .reg_refresh = udp_reg_refresh,
@@ -207,10 +272,11 @@ static const mc_plugin_descriptor udp_descriptor = {
     MC_PLUGIN_DESCRIPTOR_HEADER,
     .name = "udp",
     .version = "0.1.0",
-    .description = "registration over UDP: loopback broadcast (local) or multicast (network)",
-    .roles = MC_ROLE_REGISTRATION,
-    .scopes = 0,
-    .caps = 0,
+    .description = "registration over UDP (loopback broadcast or multicast) and samples to "
+                   "other processes and hosts in MTU-sized datagrams",
+    .roles = MC_ROLE_REGISTRATION | MC_ROLE_DATA,
+    .scopes = MC_SCOPE_HOST | MC_SCOPE_NETWORK,
+    .caps = MC_CAP_MULTI_PROCESS | MC_CAP_THREAD_SAFE,
     .config = udp_config_schema,
     .ops = &udp_ops,
 };

@@ -5,7 +5,7 @@
  *   registration.c  what this context sends and when; the receive thread and its timers
  *   peers.c         the receive thread's table of other contexts and their endpoints
  *   wire.c          the datagram format (pure functions, shared with tests and the fuzzer)
- * A data path will live in files of its own and share only the instance below.
+ * The data path lives in files of its own (data.h) and shares only `data` below.
  *
  * Locks: `lock` guards this context's own registration state (generation, endpoint set,
  * sequence, send buffer). The framework calls reg_announce and reg_withdraw with its
@@ -25,6 +25,7 @@
 
 #include <memcast/plugin.h>
 
+#include "data.h"
 #include "idmap.h"
 #include "wire.h"
 
@@ -83,6 +84,7 @@ typedef struct udp_peers {
 struct mc_plugin {
     const mc_host *host;
     udp_config cfg;
+    udp_data data; /* the data role (data.c): its keys and receive address */
 
     int fd;      /* the registration socket */
     int wake_fd; /* eventfd: wakes the receive thread to stop */

@@ -3,6 +3,8 @@
 #   registration  the udp plugin's registration datagrams (plugins/udp/wire.c)
 #   config        the configuration reader (framework/config.c over inih)
 #   shm_header    a shm segment's header check and the ring reader (plugins/shm/ring.c)
+#   udp_data      the udp plugin's data datagrams and their reassembly (plugins/udp/data_wire.c,
+#                 plugins/udp/reassembly.c)
 #
 #   tests/fuzz/run.sh [TARGET] [SECONDS] [libFuzzer options...]
 #                     build, then fuzz TARGET (default registration) for SECONDS (60)
@@ -52,8 +54,13 @@ shm_header)
     includes="-I$top/plugins/shm"
     max_len=16384 # slots start on a page boundary: a segment is a few KiB at least
     ;;
+udp_data)
+    sources="$top/plugins/udp/data_wire.c $top/plugins/udp/reassembly.c"
+    includes="-I$top/plugins/udp"
+    max_len=16384 # several datagrams of a few fragments each
+    ;;
 *)
-    echo "unknown target '$target' (registration, config, shm_header)" >&2
+    echo "unknown target '$target' (registration, config, shm_header, udp_data)" >&2
     exit 2
     ;;
 esac

@@ -1,0 +1,182 @@
+/*
+ * The udp data role's shared parts: its [udp] keys, the address subscribers bind, the
+ * locator format and socket buffer sizing.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "data.h"
+#include "data_wire.h"
+#include "udp.h"
+
+static int read_keys(mc_plugin *p)
+{
+    const mc_host *h = p->host;
+    udp_data_config *c = &p->data.cfg;
+    const char *failed = "datagram_size";
+    int rc = h->config_size(h->ctx, failed, &c->datagram_size);
+    if (rc == 0 &&
+        (rc = h->config_size(h->ctx, failed = "max_message_size", &c->max_message_size)) == 0 &&
+        (rc = h->config_size(h->ctx, failed = "reassembly_memory", &c->reassembly_memory)) == 0 &&
+        (rc = h->config_duration_ms(h->ctx, failed = "reassembly_timeout",
+                                    &c->reassembly_timeout_ms)) == 0 &&
+        (rc = h->config_size(h->ctx, failed = "send_rate", &c->send_rate)) == 0 &&
+        (rc = h->config_size(h->ctx, failed = "rcvbuf", &c->rcvbuf)) == 0 &&
+        (rc = h->config_size(h->ctx, failed = "sndbuf", &c->sndbuf)) == 0)
+        rc = h->config_int(h->ctx, failed = "test_drop_every", &c->test_drop_every);
+    if (rc != 0)
+        h->set_error(h->ctx, "[udp] %s: cannot read the key", failed);
+    return rc;
+}
+
+/* An interface given by name: its first IPv4 address. */
+static int interface_address(mc_plugin *p, const char *name, struct in_addr *out)
+{
+    struct ifreq req = {0};
+    snprintf(req.ifr_name, sizeof(req.ifr_name), "%s", name);
+    req.ifr_addr.sa_family = AF_INET;
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int rc = fd >= 0 ? ioctl(fd, SIOCGIFADDR, &req) : -1;
+    int err = errno;
+    if (fd >= 0)
+        close(fd);
+    if (rc != 0) {
+        p->host->set_error(p->host->ctx,
+                           "[udp] interface '%s': no IPv4 address to receive data on: %s", name,
+                           strerror(err));
+        return MC_ECONFIG;
+    }
+    memcpy(out, &((struct sockaddr_in *)&req.ifr_addr)->sin_addr, sizeof(*out));
+    return 0;
+}
+
+/* No interface configured: the source address the kernel would use towards the
+ * registration group, which is where the other hosts are. */
+static int route_address(mc_plugin *p, struct in_addr *out)
+{
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p->cfg.port)};
+    struct sockaddr_in me = {0};
+    socklen_t len = sizeof(me);
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int ok = fd >= 0 && inet_pton(AF_INET, p->cfg.group, &to.sin_addr) == 1 &&
+             connect(fd, (struct sockaddr *)&to, sizeof(to)) == 0 &&
+             getsockname(fd, (struct sockaddr *)&me, &len) == 0 && me.sin_addr.s_addr != 0;
+    int err = errno;
+    if (fd >= 0)
+        close(fd);
+    if (!ok) {
+        p->host->set_error(p->host->ctx,
+                           "[udp] no address to receive data on: no route to group %s (%s); "
+                           "set [udp] interface",
+                           p->cfg.group, strerror(err));
+        return MC_ECONFIG;
+    }
+    *out = me.sin_addr;
+    return 0;
+}
+
+static int find_address(mc_plugin *p)
+{
+    struct in_addr *out = &p->data.address;
+    if (p->cfg.mode != MC_UDP_MODE_NETWORK) {
+        out->s_addr = htonl(INADDR_LOOPBACK);
+        return 0;
+    }
+    const char *name = p->cfg.interface;
+    if (name == NULL || name[0] == '\0')
+        return route_address(p, out);
+    if (inet_pton(AF_INET, name, out) == 1)
+        return 0;
+    return interface_address(p, name, out);
+}
+
+int mc_udp_data_init(mc_plugin *p)
+{
+    atomic_init(&p->data.warned_rcvbuf, false);
+    atomic_init(&p->data.warned_sndbuf, false);
+    int rc = read_keys(p);
+    if (rc != 0)
+        return rc;
+    if (p->data.cfg.datagram_size == 0) /* IPv4 and UDP headers take 28 bytes of the MTU */
+        p->data.cfg.datagram_size =
+            p->cfg.mode == MC_UDP_MODE_NETWORK ? 1500 - 28 : MC_UDP_DATA_DATAGRAM_MAX;
+    if (p->data.cfg.datagram_size < MC_UDP_DATA_HEADER_SIZE + MC_UDP_DATA_FRAGMENT_MIN) {
+        p->host->set_error(p->host->ctx,
+                           "[udp] datagram_size %llu: 0 (sized to the path) or at least %d "
+                           "expected",
+                           (unsigned long long)p->data.cfg.datagram_size,
+                           MC_UDP_DATA_HEADER_SIZE + MC_UDP_DATA_FRAGMENT_MIN);
+        return MC_ECONFIG;
+    }
+    return find_address(p);
+}
+
+void mc_udp_data_fini(mc_plugin *p)
+{
+    (void)p;
+}
+
+void mc_udp_data_buffer(mc_plugin *p, int fd, bool receive)
+{
+    uint64_t want64 = receive ? p->data.cfg.rcvbuf : p->data.cfg.sndbuf;
+    int want = want64 > (uint64_t)(INT32_MAX / 2) ? INT32_MAX / 2 : (int)want64;
+    int force = receive ? SO_RCVBUFFORCE : SO_SNDBUFFORCE;
+    int plain = receive ? SO_RCVBUF : SO_SNDBUF;
+    /* FORCE passes net.core.[rw]mem_max with CAP_NET_ADMIN; without it, the plain option
+     * is capped there. */
+    if (setsockopt(fd, SOL_SOCKET, force, &want, sizeof(want)) != 0)
+        setsockopt(fd, SOL_SOCKET, plain, &want, sizeof(want));
+    int granted = 0;
+    socklen_t len = sizeof(granted);
+    getsockopt(fd, SOL_SOCKET, plain, &granted, &len);
+    granted /= 2; /* the kernel reports twice what it counts as payload room */
+    atomic_bool *warned = receive ? &p->data.warned_rcvbuf : &p->data.warned_sndbuf;
+    if (granted < want && !atomic_exchange(warned, true))
+        p->host->log(p->host->ctx, MC_LOG_WARN,
+                     "[udp] %s = %d bytes asked, the kernel granted %d (raise "
+                     "net.core.%s, or run with CAP_NET_ADMIN); large messages may be lost",
+                     receive ? "rcvbuf" : "sndbuf", want, granted,
+                     receive ? "rmem_max" : "wmem_max");
+}
+
+int mc_udp_locator_encode(const struct sockaddr_in *addr, void *buf, size_t size)
+{
+    if (size < MC_UDP_LOCATOR_SIZE)
+        return MC_EINVAL;
+    uint8_t *b = buf;
+    b[0] = MC_UDP_LOCATOR_VERSION;
+    b[1] = 0;
+    memcpy(b + 2, &addr->sin_port, 2);
+    memcpy(b + 4, &addr->sin_addr.s_addr, 4);
+    return MC_UDP_LOCATOR_SIZE;
+}
+
+int mc_udp_locator_decode(mc_plugin *p, const mc_peer *peer, struct sockaddr_in *addr)
+{
+    const uint8_t *b = peer->locator;
+    if (b == NULL || peer->locator_size != MC_UDP_LOCATOR_SIZE || b[0] != MC_UDP_LOCATOR_VERSION) {
+        p->host->set_error(p->host->ctx,
+                           "topic '%s': subscriber pid %d gave a udp locator of %zu bytes, "
+                           "expected %d of version %d",
+                           peer->topic, (int)peer->pid, peer->locator_size, MC_UDP_LOCATOR_SIZE,
+                           MC_UDP_LOCATOR_VERSION);
+        return MC_EINVAL;
+    }
+    *addr = (struct sockaddr_in){.sin_family = AF_INET};
+    memcpy(&addr->sin_port, b + 2, 2);
+    memcpy(&addr->sin_addr.s_addr, b + 4, 4);
+    if (addr->sin_port == 0 || addr->sin_addr.s_addr == 0) {
+        p->host->set_error(p->host->ctx,
+                           "topic '%s': subscriber pid %d gave a udp locator "
+                           "without address or port",
+                           peer->topic, (int)peer->pid);
+        return MC_EINVAL;
+    }
+    return 0;
+}

@@ -1,0 +1,286 @@
+#!/bin/bash
+# The udp data path across hosts made of network namespaces (root only; exit 77, SKIP,
+# otherwise). The namespaces, veth pairs, bridge and teardown are those of
+# tests/net/network_mode.sh (copied: a shared tests/net/lib.sh would be better): a switch
+# holding a bridge and hosts a, b, c on 10.232.0.0/24, nothing added to the machine's own
+# namespace, everything removed on exit, failure or signal.
+#
+# For each size, 1 B, 64 KiB and 8 MiB: a publisher in b sends $count messages to two
+# subscribers on other hosts (a and c: udp, 1472-byte datagrams, paced by send_rate since
+# veth pairs and the bridge queue only netdev_max_backlog packets) and one on its own host
+# (b: shm, which the framework picks first for host scope). Every subscriber must get
+# every message intact (mc_node checks the pattern of every byte) over the transport
+# expected, and the udp ones must count nothing lost.
+set -u
+
+name=udp_data
+skip() {
+	echo "SKIP: $name: $*"
+	exit 77
+}
+die() {
+	echo "ERROR: $name: $*" >&2
+	exit 99
+}
+
+[ "$(id -u)" = 0 ] || skip "needs root to create network namespaces"
+command -v ip >/dev/null 2>&1 || skip "needs the ip command (Debian package iproute2)"
+command -v nsenter >/dev/null 2>&1 || skip "needs nsenter (Debian package util-linux)"
+[ -n "${MC_BUILDDIR:-}" ] || die "MC_BUILDDIR is not set (make check sets it)"
+node_bin=$MC_BUILDDIR/tests/helpers/mc_node
+if [ ! -x "$node_bin" ]; then
+	die "build tests/helpers/mc_node first"
+fi
+
+# The configuration files below say everything: MEMCAST_<SECTION>_<KEY> overrides in the
+# caller's environment would win over them.
+for var in $(compgen -e | grep '^MEMCAST_'); do
+	unset "$var"
+done
+
+run=mcd-$$
+ns_sw=$run-sw ns_a=$run-a ns_b=$run-b ns_c=$run-c
+ip_a=10.232.0.1 ip_b=10.232.0.2 ip_c=10.232.0.3
+port=14232
+group=239.255.232.1
+domain=ud-$$-$RANDOM
+count=5
+
+work=$(mktemp -d /tmp/mc-udpdata.XXXXXX) || die "mktemp failed"
+created_ns=()
+started=() # pids of the nodes and line stampers this script started
+input_fds=()
+
+# ---- teardown: always, whatever happened ---------------------------------------------
+
+cleanup() {
+	local pid ns
+	trap - EXIT INT TERM
+	exec 2>/dev/null # no "Killed" notices for the processes ended here
+	for pid in "${started[@]}"; do
+		kill -9 "$pid" 2>/dev/null
+	done
+	for ns in "${created_ns[@]}"; do
+		# Only this run's processes can be in its namespaces; a namespace outlives
+		# `ip netns del` while a process is still in it.
+		for pid in $(ip netns pids "$ns" 2>/dev/null); do
+			kill -9 "$pid" 2>/dev/null
+		done
+	done
+	for pid in "${started[@]}"; do
+		wait "$pid" 2>/dev/null
+	done
+	for ns in "${created_ns[@]}"; do
+		ip netns del "$ns" 2>/dev/null
+	done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---- time and reporting ----------------------------------------------------------------
+
+now_us() {
+	echo "${EPOCHREALTIME/./}"
+}
+
+ms_since() { # START_US [END_US]
+	local end=${2:-$(now_us)}
+	echo $(((end - $1) / 1000))
+}
+
+passed=0
+ok() {
+	passed=$((passed + 1))
+	echo "ok $passed - $*"
+}
+
+dump_logs() {
+	local f
+	for f in "$work"/*.out "$work"/*.err "$work"/*.json; do
+		[ -f "$f" ] || continue
+		echo "---- ${f##*/}"
+		tail -n 40 "$f"
+	done
+}
+
+fail() {
+	echo "FAIL: $name: $*"
+	dump_logs
+	exit 1
+}
+
+# ---- the network -----------------------------------------------------------------------
+
+# Runs a command in namespace NS. nsenter switches the network namespace only; `ip netns
+# exec` and `ip -n` also remount / and /sys in a new mount namespace, which fails in a
+# chroot whose / is not a mount point (../shared/tools/fresh-debian, like many CI jobs).
+netns_dir=/var/run/netns # where `ip netns add` puts them
+in_ns() { # NS COMMAND...
+	nsenter --net="$netns_dir/$1" "${@:2}"
+}
+
+add_namespace() {
+	local out
+	out=$(ip netns add "$1" 2>&1) || skip "cannot create network namespaces here (ip netns add: $out)"
+	created_ns+=("$1")
+	out=$(in_ns "$1" true 2>&1) || skip "cannot enter a network namespace here (nsenter: $out)"
+}
+
+# Creates HOST's veth0 inside HOST and its peer inside the switch: the host's own
+# namespace never holds either end.
+attach_host() { # NS ADDRESS PORTNAME
+	local out
+	out=$(in_ns "$1" ip link add veth0 type veth peer name "$3" netns "$ns_sw" 2>&1) ||
+		skip "cannot create veth pairs here ($out)"
+	in_ns "$ns_sw" ip link set "$3" master br0 up &&
+		in_ns "$1" ip link set lo up &&
+		in_ns "$1" ip addr add "$2/24" dev veth0 &&
+		in_ns "$1" ip link set veth0 up &&
+		in_ns "$1" ip route add 224.0.0.0/4 dev veth0 ||
+		die "configuring $1 failed"
+}
+
+build_network() {
+	local out
+	add_namespace "$ns_sw"
+	add_namespace "$ns_a"
+	add_namespace "$ns_b"
+	add_namespace "$ns_c"
+	out=$(in_ns "$ns_sw" ip link add br0 type bridge mcast_snooping 0 2>&1) ||
+		skip "cannot create a bridge here ($out)"
+	in_ns "$ns_sw" ip link set br0 up || die "bridge up failed"
+	attach_host "$ns_a" "$ip_a" port-a
+	attach_host "$ns_b" "$ip_b" port-b
+	attach_host "$ns_c" "$ip_c" port-c
+}
+
+# ---- configuration -----------------------------------------------------------------------
+
+write_config() { # FILE
+	cat >"$1" <<CONF
+[framework]
+plugins = shm, udp
+domain = $domain
+log_level = info
+[shm]
+path = $MC_BUILDDIR/plugins/shm
+[udp]
+path = $MC_BUILDDIR/plugins/udp
+mode = network
+group = $group
+port = $port
+interface = veth0
+heartbeat = 200ms
+expiry = 2s
+send_rate = 200M
+CONF
+}
+
+# ---- processes -----------------------------------------------------------------------------
+
+close_inputs() {
+	local fd
+	for fd in "${input_fds[@]}"; do
+		eval "exec $fd>&-"
+	done
+}
+
+stamp() {
+	local line
+	while IFS= read -r line; do
+		printf '%s %s\n' "${EPOCHREALTIME/./}" "$line"
+	done
+}
+
+declare -A node_pid node_fd
+input_fds=()
+# Closes in a child the write ends this script keeps on the other nodes' stdin fifos, so that
+# closing one here is an end of file there.
+close_inputs() {
+	local fd
+	for fd in "${input_fds[@]}"; do
+		eval "exec $fd>&-"
+	done
+}
+
+start_node() { # NAME NS ARGS...
+	local name=$1 ns=$2 stream fd
+	mkfifo "$work/$name.in" "$work/$name.outpipe" "$work/$name.errpipe" || die "mkfifo failed"
+	for stream in out err; do
+		(
+			close_inputs
+			exec <&- >/dev/null
+			stamp <"$work/$name.${stream}pipe" >"$work/$name.$stream"
+		) &
+		started+=($!)
+	done
+	exec {fd}<>"$work/$name.in" # read-write: opening does not wait for the reader
+	(
+		close_inputs
+		exec nsenter --net="$netns_dir/$ns" "$node_bin" -c "$work/host.ini" "${@:3}" \
+			<"$work/$name.in" >"$work/$name.outpipe" 2>"$work/$name.errpipe" {fd}>&-
+	) &
+	node_pid[$name]=$!
+	started+=($!)
+	node_fd[$name]=$fd
+	input_fds+=("$fd")
+}
+
+# Closes NAME's stdin: a clean exit (its context says goodbye).
+close_node() {
+	local fd=${node_fd[$1]} i
+	eval "exec $fd>&-"
+	for i in "${!input_fds[@]}"; do
+		[ "${input_fds[$i]}" = "$fd" ] && unset 'input_fds[i]'
+	done
+}
+
+wait_line() { # FILE PATTERN DEADLINE_US
+	while :; do
+		line=$(grep -m1 -E -- "$2" "$1" 2>/dev/null)
+		[ -n "$line" ] && return 0
+		[ "$(now_us)" -lt "$3" ] || return 1
+		sleep 0.01
+	done
+}
+
+deadline_in() { # MS
+	echo $(($(now_us) + $1 * 1000))
+}
+
+# ---- the checks ----------------------------------------------------------------------------
+
+build_network
+write_config "$work/host.ini"
+for size in 1 65536 8388608; do
+	topic=net/data/$size
+	start_node "a$size" "$ns_a" sub "$topic" --count "$count" --exit
+	start_node "c$size" "$ns_c" sub "$topic" --count "$count" --exit
+	start_node "b$size" "$ns_b" sub "$topic" --count "$count" --exit
+	for n in a c b; do
+		wait_line "$work/$n$size.out" '^[0-9]+ open ' "$(deadline_in 10000)" ||
+			fail "the subscriber in $n ($size B) did not open"
+	done
+	# no --exit: a publisher that left at once could be gone before the subscriber of its
+	# own host opened its segment; it stays until every subscriber is done
+	start_node "p$size" "$ns_b" pub "$topic" --count "$count" --size "$size" --wait-matched 3
+	for n in a c b; do
+		transport=udp
+		[ "$n" = b ] && transport=shm
+		wait_line "$work/$n$size.out" "^[0-9]+ matched [0-9]+ $transport 1\$" "$(deadline_in 10000)" ||
+			fail "the subscriber in $n did not match the publisher in b over $transport"
+		wait_line "$work/$n$size.out" "^[0-9]+ done $count 0 0\$" "$(deadline_in 30000)" ||
+			fail "the subscriber in $n did not get $count intact messages of $size B (want 'done $count 0 0')"
+		wait "${node_pid[$n$size]}" || fail "the subscriber in $n exited with $?"
+	done
+	close_node "p$size"
+	wait "${node_pid[p$size]}" || fail "the publisher ($size B) exited with $?"
+	if grep -E 'memcast (warn|error) ' "$work"/*"$size".err; then
+		fail "a process logged a warning or an error ($size B)"
+	fi
+	ok "$count messages of $size B from b reached a and c over udp and b over shm, intact, none lost"
+done
+echo "PASS: $name: $passed checks"
+exit 0
