@@ -457,8 +457,8 @@ static int write_config(driver *d, const char *path, bool publisher)
         return -1;
     unsigned slots = 2 + (unsigned)random_below(&d->random, 15);
     bool reliable = publisher && random_below(&d->random, 3) == 0;
-    fprintf(f, "[framework]\nplugins = %s, udp\ndomain = %s\nlog_level = error\n\n",
-            d->opt.transports, d->domain);
+    fprintf(f, "[framework]\nplugins = %s\ndomain = %s\nlog_level = error\n\n", d->opt.transports,
+            d->domain);
     fprintf(f, "[shm]\nslots = %u\nack_timeout = %s\n", slots, reliable ? "200ms" : "0");
     return fclose(f);
 }
@@ -811,7 +811,8 @@ static void usage(FILE *out)
             "  -t, --topics N        topics (3)\n"
             "  -k, --kill-every MS   mean time between a kill or a stop (500)\n"
             "  -m, --max-size BYTES  largest message (1048576)\n"
-            "  -p, --transports LIST data plugins before udp (shm)\n"
+            "  -p, --transports LIST [framework] plugins, with a registration plugin (shm, udp);\n"
+            "                        udp alone carries the data over udp\n"
             "  -s, --seed N          random seed (time)\n"
             "  -h, --help\n"
             "Prints the counts and every broken invariant; exit 0 when none was broken.\n",
@@ -824,7 +825,7 @@ static int parse(int argc, char **argv, options *o)
         {"duration", 1, 0, 'd'},   {"workers", 1, 0, 'w'},  {"topics", 1, 0, 't'},
         {"kill-every", 1, 0, 'k'}, {"max-size", 1, 0, 'm'}, {"transports", 1, 0, 'p'},
         {"seed", 1, 0, 's'},       {"help", 0, 0, 'h'},     {0, 0, 0, 0}};
-    *o = (options){60, 3, 8, 500, 1u << 20, (unsigned)time(NULL), "shm", "/tmp"};
+    *o = (options){60, 3, 8, 500, 1u << 20, (unsigned)time(NULL), "shm, udp", "/tmp"};
     for (int c; (c = getopt_long(argc, argv, "d:w:t:k:m:p:s:h", longs, NULL)) != -1;) {
         switch (c) {
         case 'd':
@@ -877,7 +878,7 @@ int main(int argc, char **argv)
            d.opt.workers, d.opt.topics, d.opt.transports, d.opt.duration_s, d.domain);
     fflush(stdout);
     if (!context_opens(&d)) {
-        fprintf(stderr, "mc_soak: no context opens with plugins = %s, udp (MEMCAST_PLUGIN_PATH?)\n",
+        fprintf(stderr, "mc_soak: no context opens with plugins = %s (MEMCAST_PLUGIN_PATH?)\n",
                 d.opt.transports);
         return 2;
     }
