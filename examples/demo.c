@@ -140,18 +140,16 @@ static int subscriber_main(const char *config, const char *data_topic, const cha
 {
     mc_context *ctx = NULL;
     echo e = {.lock = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER};
-    if (mc_context_open(config, &ctx) != 0 ||
-        mc_publisher_create(ctx, ack_topic, NULL, &e.ack) != 0) {
-        fprintf(stderr, "demo subscriber: %s\n", mc_last_error());
-        return 1;
-    }
     mc_sub_options o;
     mc_sub_options_init(&o);
     o.on_message = on_data;
     o.user = &e;
     mc_subscriber *sub = NULL;
-    if (mc_subscriber_create(ctx, data_topic, &o, &sub) != 0) {
+    if (mc_context_open(config, &ctx) != 0 ||
+        mc_publisher_create(ctx, ack_topic, NULL, &e.ack) != 0 ||
+        mc_subscriber_create(ctx, data_topic, &o, &sub) != 0) {
         fprintf(stderr, "demo subscriber: %s\n", mc_last_error());
+        mc_context_close(ctx); /* frees what was created (NULL is ignored) */
         return 1;
     }
     uint64_t expected;
