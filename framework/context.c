@@ -120,6 +120,7 @@ static void host_table_fill(mc_transport *tp, const char *domain, uint64_t hi, u
     h->now_ns = host_now_ns;
     h->deliver = mc_deliver;
     h->dropped = mc_dropped;
+    h->dropped_from = mc_dropped_from;
     h->domain = domain;
     h->context_hi = hi;
     h->context_lo = lo;

@@ -54,6 +54,8 @@ typedef struct mc_remote {
     mc_locator locators[MC_LOCATORS_MAX];
     uint64_t messages;
     uint64_t dropped;
+    uint32_t source_count; /* a subscriber's publishers with the most losses */
+    mc_source_loss sources[MC_REG_SOURCES_MAX];
     int64_t seen_ns; /* CLOCK_MONOTONIC of the last report */
     const struct mc_transport *reported_by;
     struct mc_remote *next;
@@ -141,6 +143,11 @@ int mc_plugin_check_path(const mc_config *cfg, const char *path, mc_plugin_repor
 void mc_endpoint_free_all(mc_context *ctx);
 void mc_deliver(mc_host_ctx *hctx, void *sub_cookie, const mc_sample *sample);
 void mc_dropped(mc_host_ctx *hctx, void *cookie, mc_drop_reason reason, uint64_t count);
+/* Fills out with up to max of sub's publishers with the most losses (lost and overrun),
+ * most first; returns how many. */
+size_t mc_subscriber_worst_sources(mc_subscriber *sub, mc_source_loss *out, size_t max);
+void mc_dropped_from(mc_host_ctx *hctx, void *sub_cookie, const mc_endpoint_id *publisher,
+                     mc_drop_reason reason, uint64_t count);
 
 /* True while this thread runs a memcast callback (message or event). */
 bool mc_in_callback(void);

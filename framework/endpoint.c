@@ -17,11 +17,14 @@
 #define MC_DEDUP_WINDOW        64
 #define MC_DEFAULT_QUEUE_DEPTH 64
 
-/* Last sequence numbers seen from one publisher, for de-duplication. */
+/* One publisher a subscriber heard of: its last sequence numbers, for de-duplication, and
+ * what came from it (mc_subscriber_sources). */
 typedef struct dedup_entry {
     mc_endpoint_id publisher;
     uint64_t highest;
-    uint64_t window; /* bit i set: highest - i was seen */
+    uint64_t window; /* bit i set: highest - i was seen; 0: nothing received yet */
+    uint64_t messages;
+    uint64_t dropped[MC_DROP_REASONS];
 } dedup_entry;
 
 struct mc_msg {
@@ -1011,6 +1014,26 @@ MC_API int mc_subscriber_stats(mc_subscriber *sub, mc_stats *stats)
     return endpoint_stats(sub ? &sub->ep : NULL, stats);
 }
 
+MC_API int mc_subscriber_sources(mc_subscriber *sub, mc_source_stats *out, size_t max,
+                                 size_t *count)
+{
+    mc_error_clear();
+    if (sub == NULL || count == NULL || (out == NULL && max > 0))
+        return mc_error_set(MC_EINVAL, "mc_subscriber_sources: %s is NULL",
+                            sub == NULL     ? "subscriber"
+                            : count == NULL ? "count"
+                                            : "out");
+    pthread_mutex_lock(&sub->state_lock);
+    *count = sub->dedup_count;
+    for (size_t i = 0; i < sub->dedup_count && i < max; i++) {
+        const dedup_entry *e = &sub->dedup[i];
+        out[i] = (mc_source_stats){.publisher = e->publisher, .messages = e->messages};
+        memcpy(out[i].dropped, e->dropped, sizeof(out[i].dropped));
+    }
+    pthread_mutex_unlock(&sub->state_lock);
+    return 0;
+}
+
 MC_API const mc_endpoint_id *mc_subscriber_id(const mc_subscriber *sub)
 {
     return sub ? &sub->ep.id : NULL;
@@ -1040,29 +1063,11 @@ static void count_drop(mc_endpoint *ep, mc_binding *b, mc_drop_reason reason, ui
         atomic_fetch_add(&b->dropped, count);
 }
 
-/* True when (publisher, seq) was seen already, or is too old to tell. Records it if not.
- * Called with state_lock held. */
-static bool dedup_seen(mc_subscriber *sub, const mc_endpoint_id *publisher, uint64_t seq)
+/* True when seq was seen already from e's publisher, or is too old to tell; records it. */
+static bool dedup_record(dedup_entry *e, uint64_t seq)
 {
-    dedup_entry *e = NULL;
-    for (size_t i = 0; i < sub->dedup_count && e == NULL; i++)
-        if (id_equal(&sub->dedup[i].publisher, publisher))
-            e = &sub->dedup[i];
-    if (e == NULL) {
-        if (sub->dedup_count == sub->dedup_capacity) {
-            size_t capacity = sub->dedup_capacity ? sub->dedup_capacity * 2 : 4;
-            dedup_entry *grown = realloc(sub->dedup, capacity * sizeof(*grown));
-            if (grown == NULL)
-                return false; /* cannot tell: deliver rather than lose */
-            sub->dedup = grown;
-            sub->dedup_capacity = capacity;
-        }
-        sub->dedup[sub->dedup_count++] =
-            (dedup_entry){.publisher = *publisher, .highest = seq, .window = 1};
-        return false;
-    }
-    if (seq > e->highest) {
-        uint64_t shift = seq - e->highest;
+    if (e->window == 0 || seq > e->highest) {
+        uint64_t shift = e->window == 0 ? MC_DEDUP_WINDOW : seq - e->highest;
         e->window = shift >= MC_DEDUP_WINDOW ? 1 : (e->window << shift) | 1;
         e->highest = seq;
         return false;
@@ -1072,6 +1077,41 @@ static bool dedup_seen(mc_subscriber *sub, const mc_endpoint_id *publisher, uint
         return true;
     e->window |= 1ull << age;
     return false;
+}
+
+/* The entry of publisher, added when new; NULL only when memory ran out. Called with
+ * state_lock held. */
+static dedup_entry *source_of(mc_subscriber *sub, const mc_endpoint_id *publisher)
+{
+    for (size_t i = 0; i < sub->dedup_count; i++)
+        if (id_equal(&sub->dedup[i].publisher, publisher))
+            return &sub->dedup[i];
+    if (sub->dedup_count == sub->dedup_capacity) {
+        size_t capacity = sub->dedup_capacity ? sub->dedup_capacity * 2 : 4;
+        dedup_entry *grown = realloc(sub->dedup, capacity * sizeof(*grown));
+        if (grown == NULL)
+            return NULL;
+        sub->dedup = grown;
+        sub->dedup_capacity = capacity;
+    }
+    dedup_entry *e = &sub->dedup[sub->dedup_count++];
+    *e = (dedup_entry){.publisher = *publisher};
+    return e;
+}
+
+/* True when (publisher, seq) was seen already, or is too old to tell. Records it if not,
+ * counting the message or the duplicate for its publisher. Called with state_lock held. */
+static bool dedup_seen(mc_subscriber *sub, const mc_endpoint_id *publisher, uint64_t seq)
+{
+    dedup_entry *e = source_of(sub, publisher);
+    if (e == NULL)
+        return false; /* cannot tell: deliver rather than lose */
+    bool seen = dedup_record(e, seq);
+    if (seen)
+        e->dropped[MC_DROP_DUPLICATE]++;
+    else
+        e->messages++;
+    return seen;
 }
 
 static bool sample_valid(const mc_sample *s)
@@ -1162,6 +1202,49 @@ void mc_dropped(mc_host_ctx *hctx, void *cookie, mc_drop_reason reason, uint64_t
     if (b == NULL || b->endpoint == NULL || (unsigned)reason >= MC_DROP_REASONS)
         return;
     count_drop(b->endpoint, b, reason, count);
+}
+
+static uint64_t losses(const dedup_entry *e)
+{
+    return e->dropped[MC_DROP_LOST] + e->dropped[MC_DROP_OVERRUN];
+}
+
+size_t mc_subscriber_worst_sources(mc_subscriber *sub, mc_source_loss *out, size_t max)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&sub->state_lock);
+    for (size_t i = 0; i < sub->dedup_count; i++) {
+        uint64_t lost = losses(&sub->dedup[i]);
+        size_t at = n;
+        while (at > 0 && out[at - 1].lost < lost)
+            at--;
+        if (lost == 0 || at == max)
+            continue;
+        if (n < max)
+            n++;
+        memmove(&out[at + 1], &out[at], (n - 1 - at) * sizeof(*out));
+        out[at] = (mc_source_loss){.publisher = sub->dedup[i].publisher, .lost = lost};
+    }
+    pthread_mutex_unlock(&sub->state_lock);
+    return n;
+}
+
+void mc_dropped_from(mc_host_ctx *hctx, void *sub_cookie, const mc_endpoint_id *publisher,
+                     mc_drop_reason reason, uint64_t count)
+{
+    mc_binding *b = sub_cookie;
+    if (b == NULL || b->endpoint == NULL || b->endpoint->is_publisher || publisher == NULL ||
+        (unsigned)reason >= MC_DROP_REASONS) {
+        mc_dropped(hctx, sub_cookie, reason, count);
+        return;
+    }
+    count_drop(b->endpoint, b, reason, count);
+    mc_subscriber *sub = (mc_subscriber *)b->endpoint;
+    pthread_mutex_lock(&sub->state_lock);
+    dedup_entry *e = source_of(sub, publisher);
+    if (e != NULL)
+        e->dropped[reason] += count;
+    pthread_mutex_unlock(&sub->state_lock);
 }
 
 /* ---- pull mode and messages --------------------------------------------------------------- */

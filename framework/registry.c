@@ -69,6 +69,7 @@ void mc_host_token_compute(uint8_t token[MC_HOST_TOKEN_SIZE])
 typedef struct registration_buf {
     mc_registration reg;
     mc_locator locators[MC_LOCATORS_MAX];
+    mc_source_loss sources[MC_REG_SOURCES_MAX];
 } registration_buf;
 
 static void locator_fill(mc_locator *loc, const mc_binding *b, bool is_publisher)
@@ -109,6 +110,10 @@ static void registration_build(const mc_context *ctx, mc_endpoint *ep, registrat
     r->messages = atomic_load(&ep->messages);
     for (int d = 0; d < MC_DROP_REASONS; d++)
         r->dropped += atomic_load(&ep->dropped[d]);
+    if (!ep->is_publisher)
+        r->source_count = (uint32_t)mc_subscriber_worst_sources((mc_subscriber *)ep, out->sources,
+                                                                MC_REG_SOURCES_MAX);
+    r->sources = out->sources;
 }
 
 static bool is_registrar(const mc_transport *tp)
@@ -135,8 +140,11 @@ static bool text_ok(const char *text, size_t max)
  * every field is checked before it is used. */
 static const char *registration_problem(const mc_registration *reg)
 {
-    if (reg == NULL || reg->struct_size < sizeof(mc_registration))
+    if (reg == NULL || reg->struct_size < MC_REGISTRATION_SIZE_1_0)
         return "registration struct too small";
+    if (reg->struct_size >= sizeof(mc_registration) &&
+        (reg->source_count > MC_REG_SOURCES_MAX || (reg->source_count > 0 && !reg->sources)))
+        return "too many sources";
     if (reg->kind != MC_KIND_PUBLISHER && reg->kind != MC_KIND_SUBSCRIBER)
         return "unknown endpoint kind";
     if (mc_topic_validate(reg->topic) != 0)
@@ -174,6 +182,17 @@ static int64_t monotonic_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The counters a registration reports, kept for `memcast ls`. */
+static void remote_counters(mc_remote *r, const mc_registration *reg)
+{
+    r->seen_ns = monotonic_ns();
+    r->messages = reg->messages;
+    r->dropped = reg->dropped;
+    r->source_count = reg->struct_size >= sizeof(mc_registration) ? reg->source_count : 0;
+    if (r->source_count > 0)
+        memcpy(r->sources, reg->sources, r->source_count * sizeof(mc_source_loss));
 }
 
 static mc_remote *remote_new(const mc_registration *reg, const mc_transport *reporter)
@@ -348,9 +367,7 @@ static void remote_add(mc_context *ctx, const mc_registration *reg, const mc_tra
                    reg->topic);
         return;
     }
-    r->seen_ns = monotonic_ns();
-    r->messages = reg->messages;
-    r->dropped = reg->dropped;
+    remote_counters(r, reg);
     r->next = ctx->remotes;
     ctx->remotes = r;
     for (mc_endpoint *ep = ctx->endpoints; ep != NULL; ep = ep->next)
@@ -378,9 +395,7 @@ void mc_host_remote(mc_host_ctx *hctx, const mc_registration *reg, bool alive)
         r = NULL;
     }
     if (r != NULL) {
-        r->seen_ns = monotonic_ns();
-        r->messages = reg->messages;
-        r->dropped = reg->dropped;
+        remote_counters(r, reg);
     } else if (alive) {
         remote_add(ctx, reg, tp);
     }

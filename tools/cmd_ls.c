@@ -27,6 +27,8 @@ typedef struct endpoint_row {
     uint32_t transport_count;
     uint64_t messages;
     uint64_t dropped;
+    uint32_t source_count; /* a subscriber's publishers with the most losses */
+    mc_source_loss sources[MC_REG_SOURCES_MAX];
     double rate;
 } endpoint_row;
 
@@ -62,6 +64,8 @@ static void collect(void *user, const mc_remote *r)
                  r->locators[i].transport);
     row->messages = r->messages;
     row->dropped = r->dropped;
+    row->source_count = r->source_count;
+    memcpy(row->sources, r->sources, sizeof(row->sources));
 }
 
 static int by_topic_then_kind(const void *a, const void *b)
@@ -172,6 +176,24 @@ static void host_text(const endpoint_row *row, const uint8_t *own, char *out, si
              memcmp(row->host_token, own, MC_HOST_TOKEN_SIZE) == 0 ? " (this host)" : "");
 }
 
+/* A subscriber's losses per publisher, naming the publisher by pid when it is listed. */
+static void print_sources(const snapshot *s, const endpoint_row *row)
+{
+    for (uint32_t i = 0; i < row->source_count; i++) {
+        const mc_source_loss *l = &row->sources[i];
+        const endpoint_row *pub = NULL;
+        for (size_t j = 0; j < s->count && pub == NULL; j++)
+            if (memcmp(&s->rows[j].id, &l->publisher, sizeof(l->publisher)) == 0)
+                pub = &s->rows[j];
+        char id[MC_ID_STRLEN];
+        if (pub != NULL)
+            printf("        lost %-10llu from pub pid %d\n", (unsigned long long)l->lost, pub->pid);
+        else
+            printf("        lost %-10llu from pub %s (gone)\n", (unsigned long long)l->lost,
+                   mc_endpoint_id_format(&l->publisher, id, sizeof(id)));
+    }
+}
+
 static void print_text(const mc_context *ctx, const snapshot *s)
 {
     const uint8_t *own_token = ctx->host_token;
@@ -203,6 +225,7 @@ static void print_text(const mc_context *ctx, const snapshot *s)
             for (uint32_t t = 0; t < row->transport_count; t++)
                 printf(" %s", row->transports[t]);
             printf("\n");
+            print_sources(s, row);
         }
         first = end;
     }
@@ -238,6 +261,11 @@ static void print_json_endpoint(const endpoint_row *row, const uint8_t *own)
         printf(t ? "," : "");
         json_text(row->transports[t]);
     }
+    printf("],\"lost_from\":[");
+    for (uint32_t i = 0; i < row->source_count; i++)
+        printf("%s{\"publisher\":\"%s\",\"lost\":%llu}", i ? "," : "",
+               mc_endpoint_id_format(&row->sources[i].publisher, id, sizeof(id)),
+               (unsigned long long)row->sources[i].lost);
     printf("]}");
 }
 

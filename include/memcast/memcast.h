@@ -288,6 +288,21 @@ MC_API int mc_subscriber_wait_matched(mc_subscriber *sub, size_t count, int time
 MC_API int mc_subscriber_stats(mc_subscriber *sub, mc_stats *stats);
 MC_API const mc_endpoint_id *mc_subscriber_id(const mc_subscriber *sub);
 
+/* What a subscriber received from one publisher, and lost of it: duplicates, and the losses
+ * its transport attributed to that publisher (udp attributes every loss; a loss a
+ * transport cannot attribute is counted in mc_stats only). */
+typedef struct mc_source_stats {
+    mc_endpoint_id publisher;
+    uint64_t messages;
+    uint64_t dropped[MC_DROP_REASONS];
+} mc_source_stats;
+
+/* Copies up to max entries (one per publisher this subscriber received from or lost
+ * samples of, oldest first) into out, and sets *count to how many there are, which may
+ * exceed max. */
+MC_API int mc_subscriber_sources(mc_subscriber *sub, mc_source_stats *out, size_t max,
+                                 size_t *count);
+
 #ifdef __cplusplus
 }
 #endif

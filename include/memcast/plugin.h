@@ -158,6 +158,15 @@ typedef enum mc_endpoint_kind {
     MC_KIND_SUBSCRIBER = 2,
 } mc_endpoint_kind;
 
+#define MC_REG_SOURCES_MAX 4 /* publishers a subscriber's registration names losses of */
+
+/* A subscriber's losses of one publisher's samples (lost and overrun), as registration
+ * carries them. */
+typedef struct mc_source_loss {
+    mc_endpoint_id publisher;
+    uint64_t lost;
+} mc_source_loss;
+
 /* One endpoint as registration carries it between processes. Strings are NUL-terminated
  * and borrowed for the duration of the call they are passed to. */
 typedef struct mc_registration {
@@ -173,7 +182,14 @@ typedef struct mc_registration {
     const mc_locator *locators;
     uint64_t messages; /* counters at the time of the announcement, for `memcast ls` */
     uint64_t dropped;
+    /* ABI 1.1 (read only when struct_size reaches them): a subscriber's publishers with
+     * the most losses, most first, at most MC_REG_SOURCES_MAX (`memcast ls`). */
+    uint32_t source_count;
+    const mc_source_loss *sources;
 } mc_registration;
+
+/* The size of an ABI 1.0 mc_registration: what every registration reaches. */
+#define MC_REGISTRATION_SIZE_1_0 offsetof(mc_registration, source_count)
 
 /* ---- host services (framework -> plugin) ----------------------------------------------- */
 
@@ -229,6 +245,13 @@ typedef struct mc_host {
                             void *user);
     uint8_t host_token[MC_HOST_TOKEN_SIZE];
     int32_t pid;
+
+    /* ABI 1.1 (use when MC_HAS(host, mc_host, dropped_from)): like dropped, for a
+     * subscriber, naming the publisher whose samples were lost, so that they are counted
+     * per publisher too (mc_subscriber_sources, `memcast ls`). Counted in the subscriber's
+     * totals like dropped: report each loss through one of the two, not both. */
+    void (*dropped_from)(mc_host_ctx *ctx, void *sub_cookie, const mc_endpoint_id *publisher,
+                         mc_drop_reason reason, uint64_t count);
 } mc_host;
 
 /* ---- plugin operations (plugin -> framework) ------------------------------------------- */

@@ -31,6 +31,8 @@ typedef struct remote_ep {
     uint32_t kind;
     uint64_t messages;
     uint64_t dropped;
+    uint32_t source_count;
+    mc_source_loss sources[MC_REG_SOURCES_MAX];
     const char *topic;
     const char *type;
     const char *encoding;
@@ -108,7 +110,9 @@ static remote_ep *ep_new(const mc_udp_wire_record *r, uint32_t generation, bool 
                      .kind = r->kind,
                      .messages = r->messages,
                      .dropped = r->dropped,
-                     .locator_count = r->locator_count};
+                     .locator_count = r->locator_count,
+                     .source_count = r->source_count};
+    memcpy(e->sources, r->sources, r->source_count * sizeof(mc_source_loss));
     for (size_t i = 0; i < r->locator_count; i++) {
         mc_locator *l = &e->locators[i];
         memset(l, 0, sizeof(*l)); /* whole structs are compared with memcmp */
@@ -131,6 +135,13 @@ static bool ep_same(const remote_ep *a, const remote_ep *b)
            memcmp(a->locators, b->locators, a->locator_count * sizeof(mc_locator)) == 0;
 }
 
+static bool counters_same(const remote_ep *a, const remote_ep *b)
+{
+    return a->messages == b->messages && a->dropped == b->dropped &&
+           a->source_count == b->source_count &&
+           memcmp(a->sources, b->sources, a->source_count * sizeof(mc_source_loss)) == 0;
+}
+
 static void report(mc_plugin *p, const udp_peer *peer, const remote_ep *e, bool alive)
 {
     mc_registration reg = {
@@ -145,6 +156,8 @@ static void report(mc_plugin *p, const udp_peer *peer, const remote_ep *e, bool 
         .locators = e->locators,
         .messages = e->messages,
         .dropped = e->dropped,
+        .source_count = e->source_count,
+        .sources = e->sources,
     };
     memcpy(reg.host_token, peer->host_token, MC_HOST_TOKEN_SIZE);
     p->host->remote(p->host->ctx, &reg, alive);
@@ -174,8 +187,7 @@ static bool ep_store(mc_plugin *p, udp_peer *peer, remote_ep *n)
         count_entry(peer, old, -1);
     count_entry(peer, n, +1);
     bool was_alive = old != NULL && old->alive;
-    if (n->alive && !(was_alive && ep_same(old, n) && old->messages == n->messages &&
-                      old->dropped == n->dropped))
+    if (n->alive && !(was_alive && ep_same(old, n) && counters_same(old, n)))
         report(p, peer, n, true);
     else if (!n->alive && was_alive)
         report(p, peer, old, false);

@@ -61,6 +61,7 @@ static const char *const status_names[MC_UDP_WIRE_STATUS_COUNT] = {
     [MC_UDP_WIRE_NO_ROOM] = "record does not fit the datagram",
     [MC_UDP_WIRE_TOO_MANY_PARTS] = "more than 65535 datagrams",
     [MC_UDP_WIRE_NO_MEMORY] = "out of memory",
+    [MC_UDP_WIRE_TOO_MANY_SOURCES] = "too many losses per source",
 };
 
 const char *mc_udp_wire_status_name(mc_udp_wire_status status)
@@ -275,6 +276,8 @@ mc_udp_wire_status mc_udp_wire_record_check(const mc_udp_wire_record *r)
         return MC_UDP_WIRE_BAD_TOPIC;
     if (!label_ok(r->type) || !label_ok(r->encoding))
         return MC_UDP_WIRE_BAD_LABEL;
+    if (r->source_count > MC_REG_SOURCES_MAX)
+        return MC_UDP_WIRE_TOO_MANY_SOURCES;
     return locators_check(r);
 }
 
@@ -304,6 +307,12 @@ void mc_udp_wire_record_from(const mc_registration *reg, mc_udp_wire_record *out
         out->locators[i].data = l->data;
         out->locators[i].size = l->size;
     }
+    /* One more than the maximum stands for "too many" here too. */
+    uint32_t sources =
+        reg->struct_size >= sizeof(mc_registration) && reg->sources != NULL ? reg->source_count : 0;
+    out->source_count = (uint8_t)(sources > MC_REG_SOURCES_MAX ? MC_REG_SOURCES_MAX + 1 : sources);
+    for (uint32_t i = 0; i < sources && i < MC_REG_SOURCES_MAX; i++)
+        out->sources[i] = reg->sources[i];
 }
 
 /* ---- decoding ------------------------------------------------------------------------------ */
@@ -426,6 +435,27 @@ static bool take_locators(reader *body, mc_udp_wire_record *out)
     return true;
 }
 
+#define SOURCE_SIZE 32 /* context hi, context lo, serial, lost */
+
+/* 1.1: the count, then each source's publisher id and losses. */
+static mc_udp_wire_status take_sources(reader *body, mc_udp_wire_record *out)
+{
+    const uint8_t *p;
+    if (!take8(body, &out->source_count))
+        return MC_UDP_WIRE_FIELD_OVERRUN;
+    if (out->source_count > MC_REG_SOURCES_MAX)
+        return MC_UDP_WIRE_TOO_MANY_SOURCES;
+    for (size_t i = 0; i < out->source_count; i++) {
+        if (!take(body, SOURCE_SIZE, &p))
+            return MC_UDP_WIRE_FIELD_OVERRUN;
+        out->sources[i] = (mc_source_loss){.publisher = {.context_hi = load64(p),
+                                                         .context_lo = load64(p + 8),
+                                                         .serial = load64(p + 16)},
+                                           .lost = load64(p + 24)};
+    }
+    return MC_UDP_WIRE_OK;
+}
+
 /* Reads the fields of one record of record_len bytes (length field included) at p. */
 static mc_udp_wire_status parse_record(const uint8_t *p, size_t record_len, uint8_t minor,
                                        mc_udp_wire_record *out)
@@ -443,6 +473,9 @@ static mc_udp_wire_status parse_record(const uint8_t *p, size_t record_len, uint
     if (!take_text(&body, 2, &out->topic) || !take_text(&body, 2, &out->type) ||
         !take_text(&body, 2, &out->encoding) || !take_locators(&body, out))
         return MC_UDP_WIRE_FIELD_OVERRUN;
+    mc_udp_wire_status st = minor >= 1 ? take_sources(&body, out) : MC_UDP_WIRE_OK;
+    if (st != MC_UDP_WIRE_OK)
+        return st;
     if (body.left > 0 && minor <= MC_UDP_WIRE_MINOR)
         return MC_UDP_WIRE_BAD_RECORD_LENGTH; /* extra fields only from a newer minor */
     return mc_udp_wire_record_check(out);
@@ -542,7 +575,7 @@ size_t mc_udp_wire_record_size(const mc_udp_wire_record *r)
         MC_UDP_WIRE_RECORD_FIXED + 2 + r->topic.len + 2 + r->type.len + 2 + r->encoding.len;
     for (size_t i = 0; i < r->locator_count && i < MC_LOCATORS_MAX; i++)
         size += 1 + r->locators[i].transport.len + 2 + r->locators[i].size;
-    return size;
+    return size + 1 + (size_t)r->source_count * SOURCE_SIZE;
 }
 
 static void write_header(uint8_t *p, const mc_udp_wire_header *h)
@@ -613,6 +646,13 @@ static void write_record(uint8_t *p, const mc_udp_wire_record *r, size_t size)
         const mc_udp_wire_locator *l = &r->locators[i];
         q = put_text(q, l->transport, 1);
         q = put_text(q, (mc_udp_text){.data = (const char *)l->data, .len = l->size}, 2);
+    }
+    *q++ = r->source_count;
+    for (size_t i = 0; i < r->source_count; i++, q += SOURCE_SIZE) {
+        store64(q, r->sources[i].publisher.context_hi);
+        store64(q + 8, r->sources[i].publisher.context_lo);
+        store64(q + 16, r->sources[i].publisher.serial);
+        store64(q + 24, r->sources[i].lost);
     }
 }
 

@@ -22,7 +22,7 @@
 
 #define MC_UDP_WIRE_MAGIC        "MCRG"
 #define MC_UDP_WIRE_MAJOR        1
-#define MC_UDP_WIRE_MINOR        0
+#define MC_UDP_WIRE_MINOR        1     /* 1.1: records end with losses per source */
 #define MC_UDP_WIRE_HEADER_FIXED 81    /* header bytes before the domain, version 1.0 */
 #define MC_UDP_WIRE_RECORD_FIXED 28    /* record bytes before the topic, version 1.0 */
 #define MC_UDP_WIRE_DATAGRAM_MAX 65507 /* largest UDP payload over IPv4 */
@@ -69,6 +69,7 @@ typedef enum mc_udp_wire_status {
     MC_UDP_WIRE_NO_ROOM,           /* encoding: the record does not fit the buffer */
     MC_UDP_WIRE_TOO_MANY_PARTS,    /* encoding: more than 65535 datagrams */
     MC_UDP_WIRE_NO_MEMORY,         /* encoding: allocation failed */
+    MC_UDP_WIRE_TOO_MANY_SOURCES,  /* more than MC_REG_SOURCES_MAX losses per source (1.1) */
     MC_UDP_WIRE_STATUS_COUNT
 } mc_udp_wire_status;
 
@@ -126,6 +127,8 @@ typedef struct mc_udp_wire_record {
     mc_udp_text type;
     mc_udp_text encoding;
     mc_udp_wire_locator locators[MC_LOCATORS_MAX];
+    uint8_t source_count; /* 1.1: a subscriber's publishers with the most losses */
+    mc_source_loss sources[MC_REG_SOURCES_MAX];
 } mc_udp_wire_record;
 
 /* ---- decoding ------------------------------------------------------------------------- */

@@ -599,6 +599,30 @@ static void test_duplicates_are_dropped(void **state)
         assert_int_equal(mc_msg_seq(msg), expect[i]);
         mc_msg_release(msg);
     }
+    /* per publisher: a second one, and losses a transport attributes to each */
+    mc_endpoint_id other = {.context_hi = 4, .context_lo = 5, .serial = 6};
+    mc_sample s = sample_of(&other, 1);
+    mc_deliver(NULL, binding, &s);
+    mc_dropped_from(NULL, binding, &other, MC_DROP_LOST, 4);
+    mc_dropped_from(NULL, binding, &peer, MC_DROP_LOST, 2);
+    mc_source_stats sources[3];
+    size_t count = 0;
+    assert_int_equal(mc_subscriber_sources(sub, sources, 3, &count), 0);
+    assert_int_equal(count, 2);
+    assert_memory_equal(&sources[0].publisher, &peer, sizeof(peer));
+    assert_int_equal(sources[0].messages, 7);
+    assert_int_equal(sources[0].dropped[MC_DROP_DUPLICATE], 5);
+    assert_int_equal(sources[0].dropped[MC_DROP_LOST], 2);
+    assert_memory_equal(&sources[1].publisher, &other, sizeof(other));
+    assert_int_equal(sources[1].messages, 1);
+    assert_int_equal(sources[1].dropped[MC_DROP_LOST], 4);
+    assert_int_equal(mc_subscriber_stats(sub, &st), 0);
+    assert_int_equal(st.dropped[MC_DROP_LOST], 6); /* in the totals too */
+    count = 0;
+    assert_int_equal(mc_subscriber_sources(sub, NULL, 0, &count), 0); /* just the count */
+    assert_int_equal(count, 2);
+    assert_int_equal(mc_subscriber_sources(sub, NULL, 1, &count), MC_EINVAL);
+    assert_int_equal(mc_subscriber_sources(NULL, sources, 1, &count), MC_EINVAL);
     mc_subscriber_destroy(sub);
 }
 

@@ -113,6 +113,9 @@ static void assert_records_equal(const mc_udp_wire_record *a, const mc_udp_wire_
         if (a->locators[i].size > 0)
             assert_memory_equal(a->locators[i].data, b->locators[i].data, a->locators[i].size);
     }
+    assert_int_equal(a->source_count, b->source_count);
+    for (size_t i = 0; i < a->source_count; i++)
+        assert_memory_equal(&a->sources[i], &b->sources[i], sizeof(a->sources[i]));
 }
 
 static void assert_headers_equal(const mc_udp_wire_header *a, const mc_udp_wire_header *b)
@@ -176,6 +179,9 @@ typedef struct raw_record {
     size_t encoding_len;
     raw_locator locators[12];
     size_t written_locators;
+    uint8_t source_count;   /* as written (1.1) */
+    size_t written_sources; /* 32 bytes each */
+    bool no_sources;        /* a 1.0 record: no count at all */
 } raw_record;
 
 static raw_record raw_valid(void)
@@ -219,6 +225,10 @@ static size_t raw_write(uint8_t *p, const raw_record *r)
         q = raw_text(q, r->locators[i].transport, r->locators[i].transport_len, 1);
         q = raw_text(q, NULL, r->locators[i].data_len, 2);
     }
+    if (!r->no_sources)
+        *q++ = r->source_count;
+    for (size_t i = 0; i < r->written_sources; i++, q += 32)
+        memset(q, (int)(i + 1), 32);
     put16(p + R_LEN, (uint16_t)(q - p));
     return (size_t)(q - p);
 }
@@ -502,7 +512,7 @@ static void test_string_lengths_past_the_end(void **state)
     size_t transport_at = encoding_at + 2 + r.encoding_len;
     size_t data_at = transport_at + 1 + r.locators[0].transport_len;
     size_t size = raw_announce(&r);
-    assert_int_equal(data_at + 2 + r.locators[0].data_len, size);
+    assert_int_equal(data_at + 2 + r.locators[0].data_len + 1, size); /* + the source count */
 
     const size_t fields[] = {topic_at, type_at, encoding_at, data_at};
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
@@ -697,6 +707,56 @@ static void test_domains(void **state)
 }
 
 /* ---- record fields --------------------------------------------------------------------- */
+
+/* 1.1: a subscriber's losses per publisher travel in its record; a 1.0 record (no count)
+ * still decodes, with none. */
+static void test_sources_travel(void **state)
+{
+    mc_udp_wire_record r = record(4, "robot/pose");
+    r.kind = MC_KIND_SUBSCRIBER;
+    r.source_count = MC_REG_SOURCES_MAX;
+    for (size_t i = 0; i < MC_REG_SOURCES_MAX; i++)
+        r.sources[i] = (mc_source_loss){
+            .publisher = {.context_hi = 10 + i, .context_lo = 20 + i, .serial = 30 + i},
+            .lost = 1000 - i};
+    round_trip(MC_UDP_MSG_ANNOUNCE, 0, &r, 1);
+
+    raw_record raw = raw_valid();
+    raw.source_count = 2;
+    raw.written_sources = 2;
+    assert_int_equal(decode_raw(&raw), MC_UDP_WIRE_OK);
+    mc_udp_wire_message msg;
+    mc_udp_wire_cursor c;
+    mc_udp_wire_record got;
+    assert_int_equal(mc_udp_wire_decode(buf, raw_announce(&raw), DOMAIN, &msg), MC_UDP_WIRE_OK);
+    mc_udp_wire_cursor_init(&c, &msg);
+    assert_true(mc_udp_wire_cursor_next(&c, &got));
+    assert_int_equal(got.source_count, 2);
+    assert_int_equal(got.sources[1].lost, 0x0202020202020202ull);
+
+    raw.written_sources = 1; /* the count says more than the record holds */
+    assert_int_equal(decode_raw(&raw), MC_UDP_WIRE_FIELD_OVERRUN);
+    raw.source_count = MC_REG_SOURCES_MAX + 1;
+    raw.written_sources = MC_REG_SOURCES_MAX + 1;
+    assert_int_equal(decode_raw(&raw), MC_UDP_WIRE_TOO_MANY_SOURCES);
+
+    raw = raw_valid();
+    raw.no_sources = true; /* from 1.1 on, the count must be there */
+    assert_int_equal(decode_raw(&raw), MC_UDP_WIRE_FIELD_OVERRUN);
+    size_t size = raw_announce(&raw);
+    buf[H_MINOR] = 0; /* a 1.0 sender never writes it */
+    assert_int_equal(mc_udp_wire_decode(buf, size, DOMAIN, &msg), MC_UDP_WIRE_OK);
+    mc_udp_wire_cursor_init(&c, &msg);
+    assert_true(mc_udp_wire_cursor_next(&c, &got));
+    assert_int_equal(got.source_count, 0);
+
+    /* the encoder refuses too many */
+    r.source_count = MC_REG_SOURCES_MAX + 1;
+    mc_udp_wire_writer w;
+    mc_udp_wire_header h = header(MC_UDP_MSG_ANNOUNCE);
+    assert_int_equal(mc_udp_wire_begin(&w, buf, sizeof(buf), &h), MC_UDP_WIRE_OK);
+    assert_int_equal(mc_udp_wire_add(&w, &r), MC_UDP_WIRE_TOO_MANY_SOURCES);
+}
 
 static void test_zero_length_topic(void **state)
 {
@@ -962,6 +1022,7 @@ int main(void)
         cmocka_unit_test(test_wrong_magic),
         cmocka_unit_test(test_future_major_version_rejected),
         cmocka_unit_test(test_newer_minor_extras_are_skipped),
+        cmocka_unit_test(test_sources_travel),
         cmocka_unit_test(test_unknown_types),
         cmocka_unit_test(test_header_rules),
         cmocka_unit_test(test_domains),
