@@ -7,7 +7,7 @@ set -euo pipefail
 # iproute2: the tests that build hosts out of network namespaces (they skip without root).
 # MC_EXTRA_PACKAGES: more, space-separated (.ci/run adds valgrind).
 MC_PACKAGES=(gcc make autoconf automake libtool pkg-config libltdl-dev libinih-dev libcmocka-dev
-	binutils file iproute2 ${MC_EXTRA_PACKAGES:-})
+	libsodium-dev binutils file iproute2 ${MC_EXTRA_PACKAGES:-})
 
 mc_install_missing() {
 	local missing=()

@@ -1,11 +1,12 @@
 /*
  * The udp data role's shared parts: its [udp] keys, the address subscribers bind, the
- * locator format and socket buffer sizing.
+ * topics' multicast groups, the locator format and socket buffer sizing.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <net/if.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -28,7 +29,9 @@ static int read_keys(mc_plugin *p)
                                     &c->reassembly_timeout_ms)) == 0 &&
         (rc = h->config_size(h->ctx, failed = "send_rate", &c->send_rate)) == 0 &&
         (rc = h->config_size(h->ctx, failed = "rcvbuf", &c->rcvbuf)) == 0 &&
-        (rc = h->config_size(h->ctx, failed = "sndbuf", &c->sndbuf)) == 0)
+        (rc = h->config_size(h->ctx, failed = "sndbuf", &c->sndbuf)) == 0 &&
+        (rc = h->config_string(h->ctx, failed = "data_groups", &c->groups)) == 0 &&
+        (rc = h->config_int(h->ctx, failed = "data_port", &c->port)) == 0)
         rc = h->config_int(h->ctx, failed = "test_drop_every", &c->test_drop_every);
     if (rc != 0)
         h->set_error(h->ctx, "[udp] %s: cannot read the key", failed);
@@ -96,6 +99,66 @@ static int find_address(mc_plugin *p)
     return interface_address(p, name, out);
 }
 
+static int bad_groups(mc_plugin *p, const char *why)
+{
+    p->host->set_error(p->host->ctx,
+                       "[udp] data_groups '%s': %s; expected A.B.C.D/N within 224.0.0.0/4 "
+                       "(for example 239.255.1.0/24), or none",
+                       p->data.cfg.groups, why);
+    return MC_ECONFIG;
+}
+
+/* data_groups = A.B.C.D/N: the 2^(32-N) groups from the network address A.B.C.D. */
+static int parse_groups(mc_plugin *p)
+{
+    const char *text = p->data.cfg.groups;
+    if (p->cfg.mode != MC_UDP_MODE_NETWORK || text == NULL || strcmp(text, "none") == 0)
+        return 0;
+    char address[INET_ADDRSTRLEN];
+    const char *slash = strchr(text, '/');
+    size_t length = slash ? (size_t)(slash - text) : 0;
+    if (slash == NULL || length >= sizeof(address))
+        return bad_groups(p, "no /N");
+    memcpy(address, text, length);
+    address[length] = '\0';
+    struct in_addr base;
+    char *end = NULL;
+    long bits = strtol(slash + 1, &end, 10);
+    if (inet_pton(AF_INET, address, &base) != 1)
+        return bad_groups(p, "not an IPv4 address");
+    if (end == slash + 1 || *end != '\0' || bits < 4 || bits > 32)
+        return bad_groups(p, "N must be 4 to 32");
+    uint32_t first = ntohl(base.s_addr);
+    uint32_t count = bits == 32 ? 1 : 1u << (32 - bits);
+    if ((first & 0xf0000000u) != 0xe0000000u)
+        return bad_groups(p, "not a multicast address");
+    if ((first & (count - 1)) != 0)
+        return bad_groups(p, "host bits are set below /N");
+    p->data.group_base = first;
+    p->data.group_count = count;
+    int64_t port = p->data.cfg.port ? p->data.cfg.port : p->cfg.port + 1;
+    if (port > 65535 || port == p->cfg.port) {
+        p->host->set_error(p->host->ctx,
+                           "[udp] data_port %lld: must differ from port %lld and be at most "
+                           "65535 (0 takes port + 1)",
+                           (long long)port, (long long)p->cfg.port);
+        return MC_ECONFIG;
+    }
+    p->data.group_port = (uint16_t)port;
+    return 0;
+}
+
+bool mc_udp_data_multicast(const mc_plugin *p)
+{
+    return p->data.group_count > 0;
+}
+
+struct in_addr mc_udp_data_group_of(const mc_plugin *p, uint64_t topic_id)
+{
+    uint32_t group = p->data.group_base + (uint32_t)(topic_id % p->data.group_count);
+    return (struct in_addr){.s_addr = htonl(group)};
+}
+
 int mc_udp_data_init(mc_plugin *p)
 {
     atomic_init(&p->data.warned_rcvbuf, false);
@@ -106,15 +169,19 @@ int mc_udp_data_init(mc_plugin *p)
     if (p->data.cfg.datagram_size == 0) /* IPv4 and UDP headers take 28 bytes of the MTU */
         p->data.cfg.datagram_size =
             p->cfg.mode == MC_UDP_MODE_NETWORK ? 1500 - 28 : MC_UDP_DATA_DATAGRAM_MAX;
-    if (p->data.cfg.datagram_size < MC_UDP_DATA_HEADER_SIZE + MC_UDP_DATA_FRAGMENT_MIN) {
+    /* the tag (auth_key_file) is part of the datagram: fragments are that much smaller */
+    size_t smallest =
+        MC_UDP_DATA_HEADER_SIZE + MC_UDP_DATA_FRAGMENT_MIN + mc_udp_auth_trailer(&p->auth);
+    if (p->data.cfg.datagram_size < smallest) {
         p->host->set_error(p->host->ctx,
-                           "[udp] datagram_size %llu: 0 (sized to the path) or at least %d "
-                           "expected",
-                           (unsigned long long)p->data.cfg.datagram_size,
-                           MC_UDP_DATA_HEADER_SIZE + MC_UDP_DATA_FRAGMENT_MIN);
+                           "[udp] datagram_size %llu: 0 (sized to the path) or at least %zu "
+                           "expected%s",
+                           (unsigned long long)p->data.cfg.datagram_size, smallest,
+                           p->auth.on ? " (with auth_key_file's 16-byte tag)" : "");
         return MC_ECONFIG;
     }
-    return find_address(p);
+    rc = parse_groups(p);
+    return rc != 0 ? rc : find_address(p);
 }
 
 void mc_udp_data_fini(mc_plugin *p)

@@ -7,9 +7,12 @@
  *   data_wire.c   the datagram header (pure: unit test and fuzzer)
  *   reassembly.c  samples in progress, with bounded memory and age (pure: unit test)
  *
- * Addressing: every subscriber binds a unicast socket of its own (127.0.0.1 in local
- * mode, the configured interface's address in network mode) and announces ip:port as its
- * locator; a publisher sends every fragment to each connected subscriber's address.
+ * Addressing: in local mode (and in network mode with data_groups = none) every
+ * subscriber binds a unicast socket of its own (127.0.0.1, or the interface's address)
+ * and announces ip:port as its locator. In network mode a topic's subscribers bind and
+ * join the topic's multicast group and announce group:port. A publisher sends every
+ * fragment once to each distinct address among its connected subscribers: one copy per
+ * group however many subscribers it has.
  */
 #ifndef MEMCAST_UDP_DATA_H
 #define MEMCAST_UDP_DATA_H
@@ -34,11 +37,17 @@ typedef struct udp_data_config {
     uint64_t rcvbuf;
     uint64_t sndbuf;
     int64_t test_drop_every;
+    const char *groups; /* data_groups as written */
+    int64_t port;       /* data_port as written */
 } udp_data_config;
 
 typedef struct udp_data {
     udp_data_config cfg;
-    struct in_addr address; /* what subscribers bind, network order */
+    struct in_addr address; /* this host's address on the data path, network order */
+    /* network mode with data_groups: topics map to group_base + (topic id % group_count) */
+    uint32_t group_base;  /* host order */
+    uint32_t group_count; /* 0: unicast to each subscriber's address */
+    uint16_t group_port;  /* host order */
     atomic_bool warned_rcvbuf;
     atomic_bool warned_sndbuf;
 } udp_data;
@@ -53,6 +62,9 @@ void mc_udp_data_fini(mc_plugin *p);
 void mc_udp_data_buffer(mc_plugin *p, int fd, bool receive);
 int mc_udp_locator_encode(const struct sockaddr_in *addr, void *buf, size_t size);
 int mc_udp_locator_decode(mc_plugin *p, const mc_peer *peer, struct sockaddr_in *addr);
+/* The multicast group of a topic (network order), when topics map to groups. */
+bool mc_udp_data_multicast(const mc_plugin *p);
+struct in_addr mc_udp_data_group_of(const mc_plugin *p, uint64_t topic_id);
 
 /* ---- data_pub.c ----------------------------------------------------------------------- */
 
@@ -67,6 +79,7 @@ int mc_udp_send(mc_plugin_pub *pub, const mc_sample *sample);
 int mc_udp_sub_open(mc_plugin *p, const mc_endpoint_info *info, void *cookie, mc_plugin_sub **out);
 void mc_udp_sub_close(mc_plugin_sub *sub);
 int mc_udp_sub_connect(mc_plugin_sub *sub, const mc_peer *pub);
+void mc_udp_sub_disconnect(mc_plugin_sub *sub, const mc_endpoint_id *pub);
 int mc_udp_sub_locator(mc_plugin_sub *sub, void *buf, size_t size);
 
 #endif /* MEMCAST_UDP_DATA_H */

@@ -2,7 +2,8 @@
  * udp publishers: a socket each, the addresses of the subscribers connected to it, and
  * send(), which cuts a sample into fragments of datagram_size and hands the kernel up to
  * MC_UDP_BATCH datagrams per sendmmsg call. The payload is never copied: each datagram is
- * a header and a pointer into the sample (two iovecs).
+ * a header and a pointer into the sample (two iovecs), and its tag when [udp]
+ * auth_key_file is set (a third: the tag is computed over the other two where they lie).
  *
  * send() runs under the framework's publisher lock; pub_connect/disconnect run under the
  * registry lock and may come at the same time, so the destinations have a lock of their
@@ -43,9 +44,21 @@ struct mc_plugin_pub {
     int64_t pace_next_ns;
     int last_errno;
     uint8_t headers[MC_UDP_BATCH][MC_UDP_DATA_HEADER_SIZE];
-    struct iovec iov[MC_UDP_BATCH][2];
+    uint8_t tags[MC_UDP_BATCH][MC_UDP_AUTH_TAG_SIZE];
+    struct iovec iov[MC_UDP_BATCH][3]; /* header, payload, tag (auth on only) */
     struct mmsghdr msgs[MC_UDP_BATCH];
 };
+
+/* Groups go out of the interface the data path uses, as far as ttl allows; looped back so
+ * that subscribers of this host in another IPC namespace (or with udp alone) get them. */
+static int multicast_options(mc_plugin *p, int fd)
+{
+    struct ip_mreqn out = {.imr_address = p->data.address};
+    int ttl = (int)p->cfg.ttl;
+    if (setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &out, sizeof(out)) != 0)
+        return -1;
+    return setsockopt(fd, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof(ttl));
+}
 
 int mc_udp_pub_open(mc_plugin *p, const mc_endpoint_info *info, void *cookie, mc_plugin_pub **out)
 {
@@ -60,9 +73,16 @@ int mc_udp_pub_open(mc_plugin *p, const mc_endpoint_info *info, void *cookie, mc
         return MC_ETRANSPORT;
     }
     mc_udp_data_buffer(p, pub->fd, false);
+    if (p->cfg.mode == MC_UDP_MODE_NETWORK && multicast_options(p, pub->fd) != 0) {
+        p->host->set_error(p->host->ctx, "topic '%s': cannot set up multicast sending: %s",
+                           info->topic, strerror(errno));
+        close(pub->fd);
+        free(pub);
+        return MC_ETRANSPORT;
+    }
     pub->plugin = p;
     pub->cookie = cookie;
-    pub->topic_id = mc_udp_data_topic_id(info->topic);
+    pub->topic_id = mc_udp_data_topic_id(p->host->domain, info->topic);
     snprintf(pub->topic, sizeof(pub->topic), "%s", info->topic);
     pthread_mutex_init(&pub->lock, NULL);
     *out = pub;
@@ -171,12 +191,13 @@ static void send_batch(mc_plugin_pub *pub, const destination *d, unsigned count)
         out[used] = (struct mmsghdr){.msg_hdr = {.msg_name = (void *)&d->addr,
                                                  .msg_namelen = sizeof(d->addr),
                                                  .msg_iov = pub->iov[i],
-                                                 .msg_iovlen = 2}};
+                                                 .msg_iovlen = pub->plugin->auth.on ? 3 : 2}};
         used++;
     }
     size_t bytes = 0;
     for (unsigned i = 0; i < used; i++)
-        bytes += pub->msgs[i].msg_hdr.msg_iov[0].iov_len + pub->msgs[i].msg_hdr.msg_iov[1].iov_len;
+        bytes += pub->msgs[i].msg_hdr.msg_iov[0].iov_len + pub->msgs[i].msg_hdr.msg_iov[1].iov_len +
+                 mc_udp_auth_trailer(&pub->plugin->auth);
     pace(pub, bytes);
     while (first < used) {
         int n = sendmmsg(pub->fd, out + first, used - first, 0);
@@ -188,6 +209,22 @@ static void send_batch(mc_plugin_pub *pub, const destination *d, unsigned count)
         }
         first += (unsigned)n;
     }
+}
+
+/* Payload bytes of a full datagram: what the header and the tag (auth on) leave of it. */
+static uint32_t fragment_size(const mc_plugin *p)
+{
+    size_t overhead = MC_UDP_DATA_HEADER_SIZE + mc_udp_auth_trailer(&p->auth);
+    return (uint32_t)(p->data.cfg.datagram_size - overhead);
+}
+
+/* The tag of prepared datagram i, over its header and payload iovecs. */
+static void tag_datagram(mc_plugin_pub *pub, unsigned i)
+{
+    const struct iovec *v = pub->iov[i];
+    mc_udp_auth_tag(&pub->plugin->auth, v[0].iov_base, v[0].iov_len, v[1].iov_base, v[1].iov_len,
+                    pub->tags[i]);
+    pub->iov[i][2] = (struct iovec){.iov_base = pub->tags[i], .iov_len = MC_UDP_AUTH_TAG_SIZE};
 }
 
 /* Prepares the headers and iovecs of fragments [first, first + count). */
@@ -204,7 +241,20 @@ static void prepare_batch(mc_plugin_pub *pub, mc_udp_data_header *h, const mc_sa
         /* an empty sample may come with data NULL, which takes no offset */
         void *base = len > 0 ? (uint8_t *)sample->data + h->offset : NULL;
         pub->iov[i][1] = (struct iovec){.iov_base = base, .iov_len = len};
+        if (pub->plugin->auth.on)
+            tag_datagram(pub, i);
     }
+}
+
+/* Subscribers of a topic's multicast group share its address: one copy reaches them all. */
+static bool sent_already(const mc_plugin_pub *pub, size_t index)
+{
+    const struct sockaddr_in *to = &pub->dests[index].addr;
+    for (size_t i = 0; i < index; i++)
+        if (pub->dests[i].addr.sin_addr.s_addr == to->sin_addr.s_addr &&
+            pub->dests[i].addr.sin_port == to->sin_port)
+            return true;
+    return false;
 }
 
 static int size_ok(mc_plugin_pub *pub, uint64_t size)
@@ -223,13 +273,12 @@ int mc_udp_send(mc_plugin_pub *pub, const mc_sample *sample)
     int rc = size_ok(pub, sample->size);
     if (rc != 0)
         return rc;
-    mc_udp_data_header h = {
-        .topic_id = pub->topic_id,
-        .publisher = sample->publisher,
-        .seq = sample->seq,
-        .send_time_ns = sample->send_time_ns,
-        .total_size = sample->size,
-        .fragment_size = (uint32_t)(pub->plugin->data.cfg.datagram_size - MC_UDP_DATA_HEADER_SIZE)};
+    mc_udp_data_header h = {.topic_id = pub->topic_id,
+                            .publisher = sample->publisher,
+                            .seq = sample->seq,
+                            .send_time_ns = sample->send_time_ns,
+                            .total_size = sample->size,
+                            .fragment_size = fragment_size(pub->plugin)};
     uint64_t fragments = mc_udp_data_fragments(sample->size, h.fragment_size);
     pthread_mutex_lock(&pub->lock);
     for (uint64_t first = 0; first < fragments && pub->dest_count > 0; first += MC_UDP_BATCH) {
@@ -237,7 +286,8 @@ int mc_udp_send(mc_plugin_pub *pub, const mc_sample *sample)
             (unsigned)(fragments - first < MC_UDP_BATCH ? fragments - first : MC_UDP_BATCH);
         prepare_batch(pub, &h, sample, first, count);
         for (size_t d = 0; d < pub->dest_count; d++)
-            send_batch(pub, &pub->dests[d], count);
+            if (!sent_already(pub, d))
+                send_batch(pub, &pub->dests[d], count);
     }
     pthread_mutex_unlock(&pub->lock);
     return 0;

@@ -133,13 +133,21 @@ mc_udp_data_status mc_udp_data_parse(const uint8_t *buf, size_t len, uint64_t ma
     return MC_UDP_DATA_OK;
 }
 
-/* FNV-1a, 64 bits: stable across builds and hosts, which is all a topic id needs. */
-uint64_t mc_udp_data_topic_id(const char *topic)
+/* FNV-1a, 64 bits, over the domain, a NUL and the topic: stable across builds and hosts,
+ * and a topic of another domain gets another id, so that samples of another domain sharing
+ * a multicast group are dropped with the other topics. */
+static uint64_t fnv1a(uint64_t hash, const char *text)
 {
-    uint64_t hash = 0xcbf29ce484222325ull;
-    for (const unsigned char *c = (const unsigned char *)topic; *c != '\0'; c++) {
+    for (const unsigned char *c = (const unsigned char *)text; *c != '\0'; c++) {
         hash ^= *c;
         hash *= 0x100000001b3ull;
     }
     return hash;
+}
+
+uint64_t mc_udp_data_topic_id(const char *domain, const char *topic)
+{
+    uint64_t hash = fnv1a(0xcbf29ce484222325ull, domain);
+    hash *= 0x100000001b3ull; /* the separator: "a" + "bc" and "ab" + "c" differ */
+    return fnv1a(hash, topic);
 }

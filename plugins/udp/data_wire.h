@@ -70,7 +70,7 @@ mc_udp_data_status mc_udp_data_parse(const uint8_t *buf, size_t len, uint64_t ma
 /* Fragments a sample of total bytes is cut into (1 for an empty sample). */
 uint64_t mc_udp_data_fragments(uint64_t total, uint32_t fragment_size);
 
-/* The topic id carried in every datagram: a 64-bit hash of the topic name. */
-uint64_t mc_udp_data_topic_id(const char *topic);
+/* The topic id carried in every datagram: a 64-bit hash of the domain and topic names. */
+uint64_t mc_udp_data_topic_id(const char *domain, const char *topic);
 
 #endif /* MEMCAST_UDP_DATA_WIRE_H */

@@ -69,10 +69,13 @@ void mc_udp_rsm_free(mc_udp_rsm *r)
     r->publishers = NULL;
 }
 
-static void count_lost(mc_udp_rsm *r, uint64_t *reason, uint64_t count)
+static void count_lost(mc_udp_rsm *r, uint64_t *reason, const mc_endpoint_id *publisher,
+                       uint64_t count)
 {
     r->stats.lost += count;
     *reason += count;
+    if (r->on_lost != NULL)
+        r->on_lost(r->lost_user, publisher, count);
 }
 
 /* ---- publishers' sequences ----------------------------------------------------------- */
@@ -102,7 +105,7 @@ static bool sequence_first_seen(mc_udp_rsm *r, mc_udp_rsm_publisher *p, uint64_t
     if (p->highest == 0 || seq > p->highest) {
         uint64_t jump = p->highest == 0 ? 1 : seq - p->highest;
         if (p->highest != 0 && jump > 1 && jump <= MC_UDP_RSM_GAP_MAX)
-            count_lost(r, &r->stats.gaps, jump - 1);
+            count_lost(r, &r->stats.gaps, &p->id, jump - 1);
         p->window = jump >= MC_UDP_RSM_WINDOW ? 1 : (p->window << jump) | 1;
         p->highest = seq;
         return true;
@@ -142,8 +145,9 @@ static bool make_room(mc_udp_rsm *r, uint64_t cost)
         return false;
     while (r->entry_count > 0 &&
            (r->entry_count == MC_UDP_RSM_ENTRIES || r->memory_used + cost > r->memory_max)) {
-        count_lost(r, &r->stats.evicted, 1);
-        entry_release(r, oldest_entry(r));
+        size_t oldest = oldest_entry(r);
+        count_lost(r, &r->stats.evicted, &r->entries[oldest].publisher, 1);
+        entry_release(r, oldest);
     }
     return true;
 }
@@ -154,7 +158,7 @@ static mc_udp_rsm_entry *entry_start(mc_udp_rsm *r, const mc_udp_data_header *h,
     size_t bitmap_bytes = (size_t)((fragments + 63) / 64) * sizeof(uint64_t);
     uint64_t cost = h->total_size + bitmap_bytes;
     if (!make_room(r, cost)) {
-        count_lost(r, &r->stats.refused, 1);
+        count_lost(r, &r->stats.refused, &h->publisher, 1);
         return NULL;
     }
     mc_udp_rsm_entry e = {.publisher = h->publisher,
@@ -169,7 +173,7 @@ static mc_udp_rsm_entry *entry_start(mc_udp_rsm *r, const mc_udp_data_header *h,
     if (e.buf == NULL || e.bitmap == NULL) {
         free(e.buf);
         free(e.bitmap);
-        count_lost(r, &r->stats.refused, 1);
+        count_lost(r, &r->stats.refused, &h->publisher, 1);
         return NULL;
     }
     r->memory_used += cost;
@@ -231,7 +235,7 @@ int64_t mc_udp_rsm_expire(mc_udp_rsm *r, int64_t now)
     for (size_t i = 0; i < r->entry_count;) {
         int64_t due = r->entries[i].last_ns + r->timeout_ns;
         if (due <= now) {
-            count_lost(r, &r->stats.timed_out, 1);
+            count_lost(r, &r->stats.timed_out, &r->entries[i].publisher, 1);
             entry_release(r, i);
             continue;
         }

@@ -42,6 +42,9 @@ typedef struct mc_udp_rsm_stats {
     uint64_t stale;      /* fragments of samples already finished or given up */
 } mc_udp_rsm_stats;
 
+/* Told of every sample counted lost, with its publisher. */
+typedef void (*mc_udp_rsm_lost_fn)(void *user, const mc_endpoint_id *publisher, uint64_t count);
+
 typedef struct mc_udp_rsm {
     uint64_t memory_max;
     int64_t timeout_ns;
@@ -51,6 +54,8 @@ typedef struct mc_udp_rsm {
     mc_udp_rsm_publisher *publishers;
     size_t publisher_count;
     mc_udp_rsm_stats stats;
+    mc_udp_rsm_lost_fn on_lost; /* optional: set after init */
+    void *lost_user;
 } mc_udp_rsm;
 
 int mc_udp_rsm_init(mc_udp_rsm *r, uint64_t memory_max, int64_t timeout_ns);

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -43,6 +44,12 @@ static mc_udp_wire_header header_of(const mc_plugin *p, uint8_t type)
 }
 
 /* ---- sending (lock held where the name says so) ---------------------------------------- */
+
+/* What a datagram may hold before its tag (socket.c appends the tag when auth is on). */
+static size_t room_before_tag(const mc_plugin *p, size_t datagram_size)
+{
+    return datagram_size - mc_udp_auth_trailer(&p->auth);
+}
 
 static void note_send_locked(mc_plugin *p, int err)
 {
@@ -75,7 +82,8 @@ static void send_control_locked(mc_plugin *p, uint8_t type, uint64_t target_hi, 
     h.target_hi = target_hi;
     h.target_lo = target_lo;
     mc_udp_wire_writer w;
-    if (mc_udp_wire_begin(&w, p->send_buf, MC_UDP_WIRE_DATAGRAM_MAX, &h) == MC_UDP_WIRE_OK)
+    size_t room = room_before_tag(p, MC_UDP_WIRE_DATAGRAM_MAX);
+    if (mc_udp_wire_begin(&w, p->send_buf, room, &h) == MC_UDP_WIRE_OK)
         send_buffer_locked(p, mc_udp_wire_end(&w));
 }
 
@@ -88,7 +96,8 @@ static void send_change_locked(mc_plugin *p, uint8_t type, const mc_udp_wire_rec
     h.endpoint_count = (uint32_t)p->local.count;
     h.sequence = p->sequence++;
     mc_udp_wire_writer w;
-    if (mc_udp_wire_begin(&w, p->send_buf, MC_UDP_WIRE_DATAGRAM_MAX, &h) == MC_UDP_WIRE_OK &&
+    size_t room = room_before_tag(p, MC_UDP_WIRE_DATAGRAM_MAX);
+    if (mc_udp_wire_begin(&w, p->send_buf, room, &h) == MC_UDP_WIRE_OK &&
         mc_udp_wire_add(&w, r) == MC_UDP_WIRE_OK)
         send_buffer_locked(p, mc_udp_wire_end(&w));
 }
@@ -161,7 +170,7 @@ static void full_start(full_list *f, uint32_t generation)
     mc_udp_wire_header h = header_of(f->p, MC_UDP_MSG_ANNOUNCE);
     h.flags = MC_UDP_FLAG_FULL;
     h.generation = generation;
-    mc_udp_wire_batch_init(&f->batch, &h, (size_t)f->p->cfg.max_datagram);
+    mc_udp_wire_batch_init(&f->batch, &h, room_before_tag(f->p, (size_t)f->p->cfg.max_datagram));
     f->started = true;
 }
 
@@ -274,6 +283,50 @@ static bool from_loopback(uint32_t source)
     return (source >> 24) == 127;
 }
 
+static void log_source(char *text, size_t size, uint32_t source)
+{
+    snprintf(text, size, "%u.%u.%u.%u", source >> 24, (source >> 16) & 0xff, (source >> 8) & 0xff,
+             source & 0xff);
+}
+
+/* Auth on: true when the datagram's tag verifies; then *size no longer counts the tag. */
+static bool authentic(mc_plugin *p, size_t *size, uint32_t source)
+{
+    if (mc_udp_auth_verify(&p->auth, p->recv_buf, *size)) {
+        *size -= MC_UDP_AUTH_TAG_SIZE;
+        return true;
+    }
+    p->stats.unauthenticated++;
+    char from[16];
+    log_source(from, sizeof(from), source);
+    p->host->log(p->host->ctx, p->warned_unauthenticated ? MC_LOG_DEBUG : MC_LOG_WARN,
+                 "port %lld: dropped a datagram from %s without a valid tag of [udp] "
+                 "auth_key_file '%s'%s",
+                 (long long)p->cfg.port, from, p->cfg.auth_key_file,
+                 p->warned_unauthenticated ? "" : " (more are counted and logged at debug level)");
+    p->warned_unauthenticated = true;
+    return false;
+}
+
+/* Auth off: a datagram rejected for its last bytes that parses without 16 of them most
+ * likely comes from a context with auth_key_file set; say so once, it is still dropped. */
+static void hint_tagged(mc_plugin *p, mc_udp_wire_status st, size_t size, uint32_t source)
+{
+    mc_udp_wire_message msg;
+    if (p->warned_tagged || st != MC_UDP_WIRE_TRAILING_BYTES || size < MC_UDP_AUTH_TAG_SIZE ||
+        mc_udp_wire_decode(p->recv_buf, size - MC_UDP_AUTH_TAG_SIZE, p->host->domain, &msg) !=
+            MC_UDP_WIRE_OK)
+        return;
+    p->warned_tagged = true;
+    char from[16];
+    log_source(from, sizeof(from), source);
+    p->host->log(p->host->ctx, MC_LOG_WARN,
+                 "port %lld: datagrams from %s end in what looks like an authentication tag: "
+                 "that process has [udp] auth_key_file set and this one does not; they are "
+                 "dropped as malformed",
+                 (long long)p->cfg.port, from);
+}
+
 static bool for_us(const mc_plugin *p, const mc_udp_wire_header *h)
 {
     bool everyone = h->target_hi == 0 && h->target_lo == 0;
@@ -292,10 +345,15 @@ static void handle_datagram(mc_plugin *p, size_t size, uint32_t source, int64_t 
         p->warned_foreign = true;
         return;
     }
+    /* Nothing of an unauthenticated datagram is parsed, not even its magic. */
+    if (p->auth.on && !authentic(p, &size, source))
+        return;
     mc_udp_wire_message msg;
     mc_udp_wire_status st = mc_udp_wire_decode(p->recv_buf, size, p->host->domain, &msg);
     if (st != MC_UDP_WIRE_OK) {
         count_rejected(p, st, source);
+        if (!p->auth.on)
+            hint_tagged(p, st, size, source);
         return;
     }
     const mc_udp_wire_header *h = &msg.header;
@@ -443,16 +501,17 @@ void mc_udp_log_stats(mc_plugin *p)
     p->host->log(p->host->ctx, MC_LOG_DEBUG,
                  "datagrams: sent %llu (failed %llu, requests %llu, full announces %llu); "
                  "received %llu, accepted %llu, own %llu, other domain %llu, newer version "
-                 "%llu, malformed %llu, not loopback %llu, after goodbye %llu, kernel drops "
-                 "%llu, lost %llu, stale %llu; contexts expired %llu, said goodbye %llu; over "
-                 "limits %llu",
+                 "%llu, malformed %llu, unauthenticated %llu, not loopback %llu, after goodbye "
+                 "%llu, kernel drops %llu, lost %llu, stale %llu; contexts expired %llu, said "
+                 "goodbye %llu; over limits %llu",
                  (unsigned long long)p->sent, (unsigned long long)p->send_failed,
                  (unsigned long long)p->requests_sent, (unsigned long long)s->fulls_sent,
                  (unsigned long long)s->received, (unsigned long long)s->accepted,
                  (unsigned long long)s->own, (unsigned long long)s->other_domain,
                  (unsigned long long)s->future, (unsigned long long)s->malformed,
-                 (unsigned long long)s->foreign_source, (unsigned long long)s->departed,
-                 (unsigned long long)s->kernel_dropped, (unsigned long long)s->lost,
-                 (unsigned long long)s->stale, (unsigned long long)s->expired,
-                 (unsigned long long)s->goodbyes, (unsigned long long)s->over_limit);
+                 (unsigned long long)s->unauthenticated, (unsigned long long)s->foreign_source,
+                 (unsigned long long)s->departed, (unsigned long long)s->kernel_dropped,
+                 (unsigned long long)s->lost, (unsigned long long)s->stale,
+                 (unsigned long long)s->expired, (unsigned long long)s->goodbyes,
+                 (unsigned long long)s->over_limit);
 }

@@ -184,9 +184,17 @@ void mc_udp_socket_close(mc_plugin *p)
 
 int mc_udp_socket_send(mc_plugin *p, const void *buf, size_t size, bool wait)
 {
+    uint8_t tag[MC_UDP_AUTH_TAG_SIZE];
+    struct iovec iov[2] = {{.iov_base = (void *)buf, .iov_len = size},
+                           {.iov_base = tag, .iov_len = sizeof(tag)}};
+    if (p->auth.on)
+        mc_udp_auth_tag(&p->auth, buf, size, NULL, 0, tag);
+    struct msghdr msg = {.msg_name = &p->dest,
+                         .msg_namelen = sizeof(p->dest),
+                         .msg_iov = iov,
+                         .msg_iovlen = p->auth.on ? 2 : 1};
     for (;;) {
-        ssize_t n = sendto(p->fd, buf, size, wait ? 0 : MSG_DONTWAIT, (struct sockaddr *)&p->dest,
-                           sizeof(p->dest));
+        ssize_t n = sendmsg(p->fd, &msg, wait ? 0 : MSG_DONTWAIT);
         if (n >= 0)
             return 0;
         if (errno != EINTR)

@@ -68,10 +68,17 @@ static const mc_config_key udp_config_schema[] = {
             "this is sent alone); keep it under the path MTU in network mode",
      .min = 512,
      .max = 65000},
+    {.name = "auth_key_file",
+     .type = MC_CFG_STRING,
+     .default_value = "",
+     .doc = "file of a shared secret (at least 32 bytes, owned by this user, mode 0600): "
+            "every registration and data datagram then carries a 16-byte tag made with it, "
+            "and datagrams without a valid tag are dropped and counted; empty: no tags"},
     {.name = "datagram_size",
      .type = MC_CFG_SIZE,
      .default_value = "0",
-     .doc = "data: largest data datagram (UDP payload: an 80-byte header, then the fragment), "
+     .doc = "data: largest data datagram (UDP payload: an 80-byte header, the fragment, and a "
+            "16-byte tag with auth_key_file), "
             "at least 336; 0 sizes it to the path without IP fragmentation: 1472 in network "
             "mode (a 1500-byte MTU), 65507 in local mode (loopback's 64 KiB MTU)",
      .min = 0,
@@ -115,6 +122,21 @@ static const mc_config_key udp_config_schema[] = {
             "without CAP_NET_ADMIN, with a warning)",
      .min = 4096,
      .max = 1073741823},
+    {
+        .name = "data_groups",
+        .type = MC_CFG_STRING,
+        .default_value = "239.255.1.0/24",
+        .doc = "data, network mode: the IPv4 multicast groups topics are mapped to (A.B.C.D/N, "
+               "within 224.0.0.0/4): each topic's datagrams go once to its group, whatever the "
+               "number of subscribers; \"none\" sends to every subscriber's own address instead",
+    },
+    {.name = "data_port",
+     .type = MC_CFG_INT,
+     .default_value = "0",
+     .doc = "data, network mode with data_groups: the UDP port of every data group; 0 is "
+            "`port` + 1",
+     .min = 0,
+     .max = 65535},
     {.name = "test_drop_every",
      .type = MC_CFG_INT,
      .default_value = "0",
@@ -136,8 +158,9 @@ static int read_config(mc_plugin *p)
         (rc = h->config_int(h->ctx, failed = "ttl", &c->ttl)) == 0 &&
         (rc = h->config_string(h->ctx, failed = "interface", &c->interface)) == 0 &&
         (rc = h->config_duration_ms(h->ctx, failed = "heartbeat", &c->heartbeat_ms)) == 0 &&
-        (rc = h->config_duration_ms(h->ctx, failed = "expiry", &c->expiry_ms)) == 0)
-        rc = h->config_size(h->ctx, failed = "max_datagram", &c->max_datagram);
+        (rc = h->config_duration_ms(h->ctx, failed = "expiry", &c->expiry_ms)) == 0 &&
+        (rc = h->config_size(h->ctx, failed = "max_datagram", &c->max_datagram)) == 0)
+        rc = h->config_string(h->ctx, failed = "auth_key_file", &c->auth_key_file);
     if (rc != 0)
         h->set_error(h->ctx, "[udp] %s: cannot read the key", failed);
     return rc;
@@ -178,12 +201,27 @@ static int check_host(const mc_host *host)
     return 0;
 }
 
+/* Before any socket: a context that was asked to authenticate never sends untagged. */
+static int load_auth(mc_plugin *p)
+{
+    char why[600];
+    int rc = mc_udp_auth_load(&p->auth, p->cfg.auth_key_file, p->host->domain, why, sizeof(why));
+    if (rc != 0)
+        p->host->set_error(p->host->ctx, "[udp] auth_key_file: %s", why);
+    else if (p->auth.on)
+        p->host->log(p->host->ctx, MC_LOG_INFO,
+                     "datagrams are authenticated with the key of '%s' (domain '%s')",
+                     p->cfg.auth_key_file, p->host->domain);
+    return rc;
+}
+
 static void instance_free(mc_plugin *p)
 {
     mc_udp_data_fini(p);
     mc_udp_socket_close(p);
     mc_udp_peers_free(p);
     mc_udp_idmap_free(&p->local);
+    mc_udp_auth_clear(&p->auth);
     pthread_mutex_destroy(&p->lock);
     free(p->send_buf);
     free(p);
@@ -206,6 +244,8 @@ static int udp_init(const mc_host *host, mc_plugin **out)
     rc = p->send_buf == NULL ? MC_ENOMEM : read_config(p);
     if (rc == 0)
         rc = check_config(p);
+    if (rc == 0)
+        rc = load_auth(p);
     if (rc == 0)
         rc = mc_udp_socket_open(p);
     if (rc == 0) /* after the socket: its errors name a bad group or interface best */
@@ -262,6 +302,7 @@ static const mc_plugin_ops udp_ops = {
     .pub_disconnect = mc_udp_pub_disconnect,
     .send = mc_udp_send,
     .sub_connect = mc_udp_sub_connect,
+    .sub_disconnect = mc_udp_sub_disconnect,
     .sub_locator = mc_udp_sub_locator,
     .reg_announce = udp_reg_announce,
     .reg_withdraw = udp_reg_withdraw,

@@ -5,6 +5,7 @@
  *   registration.c  what this context sends and when; the receive thread and its timers
  *   peers.c         the receive thread's table of other contexts and their endpoints
  *   wire.c          the datagram format (pure functions, shared with tests and the fuzzer)
+ *   auth.c          [udp] auth_key_file: the tag every datagram ends in when it is set
  * The data path lives in files of its own (data.h) and shares only `data` below.
  *
  * Locks: `lock` guards this context's own registration state (generation, endpoint set,
@@ -25,6 +26,7 @@
 
 #include <memcast/plugin.h>
 
+#include "auth.h"
 #include "data.h"
 #include "idmap.h"
 #include "wire.h"
@@ -51,6 +53,7 @@ typedef struct udp_config {
     int64_t heartbeat_ms;
     int64_t expiry_ms;
     uint64_t max_datagram;
+    const char *auth_key_file; /* "": datagrams carry no tag */
 } udp_config;
 
 /* Counters of the receive thread (written by it alone). */
@@ -61,11 +64,12 @@ typedef struct udp_recv_stats {
     uint64_t other_domain;
     uint64_t future;
     uint64_t malformed;
-    uint64_t foreign_source; /* local mode: not from 127.0.0.0/8 */
-    uint64_t departed;       /* from a context that already said goodbye */
-    uint64_t kernel_dropped; /* the socket's receive queue overflowed (SO_RXQ_OVFL) */
-    uint64_t lost;           /* gaps in senders' sequence numbers */
-    uint64_t stale;          /* increments older than what we hold */
+    uint64_t unauthenticated; /* auth on: no tag, or a tag that does not verify */
+    uint64_t foreign_source;  /* local mode: not from 127.0.0.0/8 */
+    uint64_t departed;        /* from a context that already said goodbye */
+    uint64_t kernel_dropped;  /* the socket's receive queue overflowed (SO_RXQ_OVFL) */
+    uint64_t lost;            /* gaps in senders' sequence numbers */
+    uint64_t stale;           /* increments older than what we hold */
     uint64_t fulls_sent;
     uint64_t expired;
     uint64_t goodbyes;
@@ -84,7 +88,8 @@ typedef struct udp_peers {
 struct mc_plugin {
     const mc_host *host;
     udp_config cfg;
-    udp_data data; /* the data role (data.c): its keys and receive address */
+    udp_data data;    /* the data role (data.c): its keys and receive address */
+    mc_udp_auth auth; /* read-only after init: every thread tags and verifies with it */
 
     int fd;      /* the registration socket */
     int wake_fd; /* eventfd: wakes the receive thread to stop */
@@ -112,6 +117,8 @@ struct mc_plugin {
     int64_t last_full_ns;
     bool warned[MC_UDP_WIRE_STATUS_COUNT];
     bool warned_foreign;
+    bool warned_unauthenticated;
+    bool warned_tagged; /* auth off, and a datagram came with what looks like a tag */
     bool warned_limit;
     bool warned_kernel_drops;
 };
@@ -121,8 +128,8 @@ struct mc_plugin {
 /* Opens and binds the socket of cfg.mode; on failure sets the host error naming the key. */
 int mc_udp_socket_open(mc_plugin *p);
 void mc_udp_socket_close(mc_plugin *p);
-/* Sends one datagram to the registration address. wait = false never blocks. Returns 0 or
- * the errno. */
+/* Sends one datagram to the registration address, followed by its tag when auth is on.
+ * wait = false never blocks. Returns 0 or the errno. */
 int mc_udp_socket_send(mc_plugin *p, const void *buf, size_t size, bool wait);
 /* Reads one datagram without blocking into buf: MC_UDP_RECV_DATA with its length and the
  * sender's IPv4 address (host order). *drops receives the socket's count of datagrams the

@@ -111,7 +111,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 static size_t append(uint8_t *out, size_t used, uint64_t seq, uint64_t total, uint64_t index)
 {
-    mc_udp_data_header h = {.topic_id = mc_udp_data_topic_id("robot/pose"),
+    mc_udp_data_header h = {.topic_id = mc_udp_data_topic_id("default", "robot/pose"),
                             .publisher = {.context_hi = 0x1122, .context_lo = 0x3344, .serial = 5},
                             .seq = seq,
                             .send_time_ns = 1700000000000000000,

@@ -16,10 +16,11 @@
  * (so a test controls its lifetime through a pipe, and a clean close says goodbye).
  *
  *   mc_node [-c FILE] pub|sub TOPIC [--count N] [--size BYTES] [--wait-matched N] [--exit]
- *           [--topics N]
+ *           [--topics N] [--type NAME]
  *
  * --topics N creates N extra endpoints of the same kind on TOPIC/0 .. TOPIC/N-1 (only the
  * main endpoint publishes or counts messages; the others exist to be discovered).
+ * --type NAME gives the main endpoint a data type (endpoints of different types do not match).
  */
 #include <errno.h>
 #include <poll.h>
@@ -38,6 +39,7 @@ typedef struct node {
     bool publisher;
     const char *topic;
     const char *config;
+    const char *type;
     unsigned long long count;
     size_t size;
     unsigned wait_matched;
@@ -173,6 +175,8 @@ static int parse(int argc, char **argv, node *n)
             n->wait_matched = (unsigned)strtoul(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--topics") == 0 && has_value)
             n->extra_topics = (unsigned)strtoul(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--type") == 0 && has_value)
+            n->type = argv[++i];
         else if (strcmp(argv[i], "--exit") == 0)
             n->exit_when_done = true;
         else
@@ -186,7 +190,7 @@ int main(int argc, char **argv)
     node n = {.lock = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER};
     if (parse(argc, argv, &n) != 0) {
         fprintf(stderr, "usage: mc_node [-c FILE] pub|sub TOPIC [--count N] [--size BYTES] "
-                        "[--wait-matched N] [--exit]\n");
+                        "[--wait-matched N] [--exit] [--topics N] [--type NAME]\n");
         return 2;
     }
     say("start %lld\n", now_ns());
@@ -202,6 +206,7 @@ int main(int argc, char **argv)
         mc_pub_options o;
         mc_pub_options_init(&o);
         o.on_event = on_event;
+        o.type = n.type;
         rc = mc_publisher_create(ctx, n.topic, &o, &pub);
     } else {
         mc_sub_options o;
@@ -209,6 +214,7 @@ int main(int argc, char **argv)
         o.on_event = on_event;
         o.on_message = on_message;
         o.user = &n;
+        o.type = n.type;
         rc = mc_subscriber_create(ctx, n.topic, &o, &sub);
     }
     if (rc != 0) {

@@ -1,9 +1,8 @@
 #!/bin/bash
 # The udp data path across hosts made of network namespaces (root only; exit 77, SKIP,
-# otherwise). The namespaces, veth pairs, bridge and teardown are those of
-# tests/net/network_mode.sh (copied: a shared tests/net/lib.sh would be better): a switch
-# holding a bridge and hosts a, b, c on 10.232.0.0/24, nothing added to the machine's own
-# namespace, everything removed on exit, failure or signal.
+# otherwise). The namespaces, veth pairs, bridge and teardown are tests/net/lib.sh's: a
+# switch holding a bridge and hosts a, b, c on 10.232.0.0/24, nothing added to the
+# machine's own namespace, everything removed on exit, failure or signal.
 #
 # For each size, 1 B, 64 KiB and 8 MiB: a publisher in b sends $count messages to two
 # subscribers on other hosts (a and c: udp, 1472-byte datagrams, paced by send_rate since
@@ -11,6 +10,14 @@
 # (b: shm, which the framework picks first for host scope). Every subscriber must get
 # every message intact (mc_node checks the pattern of every byte) over the transport
 # expected, and the udp ones must count nothing lost.
+#
+# Topics go to multicast groups (data_groups). Here every topic shares one group (a /32),
+# so each subscriber's socket also gets what it must not deliver: the same topic of
+# another domain (a subscriber in a), the same topic with another data type (a subscriber
+# in c, not matched), and for b's own subscriber, which shm serves, the looped-back copy.
+# Each of those must end with nothing received. The publisher's interface must send each
+# datagram once for both remote subscribers; with data_groups = none (unicast, the last
+# run) once per subscriber.
 set -u
 
 name=udp_data
@@ -52,11 +59,11 @@ work_name=mc-udpdata
 
 # ---- configuration -----------------------------------------------------------------------
 
-write_config() { # FILE
+write_config() { # FILE DOMAIN DATA_GROUPS
 	cat >"$1" <<CONF
 [framework]
 plugins = shm, udp
-domain = $domain
+domain = $2
 log_level = info
 [shm]
 path = $MC_BUILDDIR/plugins/shm
@@ -69,6 +76,7 @@ interface = veth0
 heartbeat = 200ms
 expiry = 2s
 send_rate = 200M
+data_groups = $3
 CONF
 }
 
@@ -100,7 +108,7 @@ close_inputs() {
 }
 
 start_node() { # NAME NS ARGS...
-	local name=$1 ns=$2 stream fd
+	local name=$1 ns=$2 config=$3 stream fd
 	mkfifo "$work/$name.in" "$work/$name.outpipe" "$work/$name.errpipe" || die "mkfifo failed"
 	for stream in out err; do
 		(
@@ -113,7 +121,7 @@ start_node() { # NAME NS ARGS...
 	exec {fd}<>"$work/$name.in" # read-write: opening does not wait for the reader
 	(
 		close_inputs
-		exec nsenter --net="$netns_dir/$ns" "$node_bin" -c "$work/host.ini" "${@:3}" \
+		exec nsenter --net="$netns_dir/$ns" "$node_bin" -c "$work/$config.ini" "${@:4}" \
 			<"$work/$name.in" >"$work/$name.outpipe" 2>"$work/$name.errpipe" {fd}>&-
 	) &
 	node_pid[$name]=$!
@@ -144,37 +152,74 @@ deadline_in() { # MS
 	echo $(($(now_us) + $1 * 1000))
 }
 
+# Packets veth0 of namespace NS has sent (/proc/net/dev is the reader's namespace's).
+tx_packets() {
+	in_ns "$1" cat /proc/net/dev | sed -n 's/^ *veth0://p' | awk '{print $10}'
+}
+
 # ---- the checks ----------------------------------------------------------------------------
 
 build_network
-write_config "$work/host.ini"
-for size in 1 65536 8388608; do
-	topic=net/data/$size
-	start_node "a$size" "$ns_a" sub "$topic" --count "$count" --exit
-	start_node "c$size" "$ns_c" sub "$topic" --count "$count" --exit
-	start_node "b$size" "$ns_b" sub "$topic" --count "$count" --exit
-	for n in a c b; do
-		wait_line "$work/$n$size.out" '^[0-9]+ open ' "$(deadline_in 10000)" ||
-			fail "the subscriber in $n ($size B) did not open"
+write_config "$work/host.ini" "$domain" 239.255.233.7/32
+write_config "$work/other.ini" "$domain-other" 239.255.233.7/32
+write_config "$work/unicast.ini" "$domain" none
+
+# SIZE CONFIG COPIES: one run; the publisher's interface must send COPIES of each datagram
+# (1 with a group, 2 with unicast to a and c).
+run_size() {
+	local size=$1 config=$2 copies=$3 topic=net/data/$size-$2 n tx_before
+	local tag=$size-$config
+	start_node "a$tag" "$ns_a" "$config" sub "$topic" --count "$count" --exit --type pose
+	start_node "c$tag" "$ns_c" "$config" sub "$topic" --count "$count" --exit --type pose
+	start_node "b$tag" "$ns_b" "$config" sub "$topic" --count "$count" --exit --type pose
+	start_node "x$tag" "$ns_a" other sub "$topic" --type pose
+	start_node "t$tag" "$ns_c" "$config" sub "$topic" --type other
+	for n in a c b x t; do
+		wait_line "$work/$n$tag.out" '^[0-9]+ open ' "$(deadline_in 10000)" ||
+			fail "the subscriber in $n ($tag) did not open"
 	done
+	tx_before=$(tx_packets "$ns_b")
 	# no --exit: a publisher that left at once could be gone before the subscriber of its
 	# own host opened its segment; it stays until every subscriber is done
-	start_node "p$size" "$ns_b" pub "$topic" --count "$count" --size "$size" --wait-matched 3
+	start_node "p$tag" "$ns_b" "$config" pub "$topic" --count "$count" --size "$size" \
+		--wait-matched 3 --type pose
 	for n in a c b; do
 		transport=udp
 		[ "$n" = b ] && transport=shm
-		wait_line "$work/$n$size.out" "^[0-9]+ matched [0-9]+ $transport 1\$" "$(deadline_in 10000)" ||
-			fail "the subscriber in $n did not match the publisher in b over $transport"
-		wait_line "$work/$n$size.out" "^[0-9]+ done $count 0 0\$" "$(deadline_in 30000)" ||
-			fail "the subscriber in $n did not get $count intact messages of $size B (want 'done $count 0 0')"
-		wait "${node_pid[$n$size]}" || fail "the subscriber in $n exited with $?"
+		wait_line "$work/$n$tag.out" "^[0-9]+ matched [0-9]+ $transport 1\$" "$(deadline_in 10000)" ||
+			fail "the subscriber in $n did not match the publisher in b over $transport ($tag)"
+		wait_line "$work/$n$tag.out" "^[0-9]+ done $count 0 0\$" "$(deadline_in 30000)" ||
+			fail "the subscriber in $n did not get $count intact messages of $size B (want 'done $count 0 0', $tag)"
+		wait "${node_pid[$n$tag]}" || fail "the subscriber in $n exited with $? ($tag)"
 	done
-	close_node "p$size"
-	wait "${node_pid[p$size]}" || fail "the publisher ($size B) exited with $?"
-	if grep -E 'memcast (warn|error) ' "$work"/*"$size".err; then
-		fail "a process logged a warning or an error ($size B)"
+	check_copies "$size" "$(($(tx_packets "$ns_b") - tx_before))" "$copies"
+	for n in x t; do
+		close_node "$n$tag"
+		wait_line "$work/$n$tag.out" "^[0-9]+ done 0 0 0\$" "$(deadline_in 10000)" ||
+			fail "the subscriber in $n ($tag: other domain or other type) got messages it must not"
+		wait "${node_pid[$n$tag]}" || fail "the subscriber $n exited with $? ($tag)"
+	done
+	close_node "p$tag"
+	wait "${node_pid[p$tag]}" || fail "the publisher ($tag) exited with $?"
+	# the other type's subscriber and the publisher say once that they do not match
+	if grep -E 'memcast (warn|error) ' "$work"/*"$tag".err | grep -v "not matching type"; then
+		fail "a process logged a warning or an error ($tag)"
 	fi
-	ok "$count messages of $size B from b reached a and c over udp and b over shm, intact, none lost"
+	ok "$count messages of $size B ($config) from b reached a and c over udp and b over shm, intact, none lost; other domain and type got none"
+}
+
+# SIZE SENT COPIES: datagrams of the run (registration adds a few dozen packets).
+check_copies() {
+	local datagrams=$((($1 + 1391) / 1392 * count))
+	[ "$datagrams" -ge 1000 ] || return 0 # too few to tell copies from registration traffic
+	[ "$2" -ge $((datagrams * $3)) ] && [ "$2" -lt $((datagrams * $3 + datagrams / 2)) ] ||
+		fail "b's veth0 sent $2 packets for $datagrams datagrams of $1 B: want $3 copies of each"
+	ok "b's veth0 sent $2 packets for $datagrams datagrams of $1 B ($3 copies of each)"
+}
+
+for size in 1 65536 8388608; do
+	run_size "$size" host 1
 done
+run_size 8388608 unicast 2
 echo "PASS: $name: $passed checks"
 exit 0

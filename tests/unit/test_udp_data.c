@@ -29,7 +29,9 @@
 
 #include <memcast/memcast.h>
 
+#include "context.h"
 #include "data_wire.h"
+#include "hold.h"
 #include "reassembly.h"
 
 #define MAX_MESSAGE (64ull << 20)
@@ -517,6 +519,43 @@ static void test_e2e_order(void **state)
 
 /* Every 25th datagram is not sent: a sample of 10 fragments is lost exactly when one of
  * its datagrams' numbers (counted from 1 per publisher) is a multiple of 25. */
+typedef struct announced {
+    mc_endpoint_id subscriber;
+    mc_source_loss loss;
+    uint32_t count;
+} announced;
+
+static void find_announced(void *user, const mc_remote *r)
+{
+    announced *a = user;
+    if (memcmp(&r->id, &a->subscriber, sizeof(r->id)) != 0)
+        return;
+    a->count = r->source_count;
+    if (r->source_count > 0)
+        a->loss = r->sources[0];
+}
+
+/* What other contexts (and `memcast ls`) hear: the subscriber's registration names the
+ * publisher it lost samples of, and how many. Asks for fresh counters as `ls` does. */
+static void assert_announced_losses(mc_context *observer, const mc_endpoint_id *subscriber,
+                                    const mc_endpoint_id *publisher, uint64_t lost)
+{
+    announced a = {.subscriber = *subscriber};
+    for (int tries = 0; tries < 500 && (a.count != 1 || a.loss.lost != lost); tries++) {
+        for (size_t i = 0; i < observer->transport_count; i++) {
+            mc_transport *tp = observer->transports[i];
+            if (tp->ops->reg_refresh != NULL)
+                tp->ops->reg_refresh(tp->instance);
+        }
+        struct timespec t = {.tv_nsec = 10000000}; /* waits for an answer over udp */
+        nanosleep(&t, NULL);
+        mc_registry_visit(observer, find_announced, &a);
+    }
+    assert_int_equal(a.count, 1);
+    assert_memory_equal(&a.loss.publisher, publisher, sizeof(*publisher));
+    assert_int_equal(a.loss.lost, lost);
+}
+
 static void test_e2e_losses_counted(void **state)
 {
     (void)state;
@@ -536,6 +575,16 @@ static void test_e2e_losses_counted(void **state)
     mc_stats st = sub_stats(&p);
     assert_int_equal(delivered, n - expect_lost);
     assert_int_equal(st.dropped[MC_DROP_LOST], expect_lost);
+    /* counted for the publisher they came from too */
+    mc_source_stats sources[2];
+    size_t source_count = 0;
+    assert_int_equal(mc_subscriber_sources(p.sub, sources, 2, &source_count), 0);
+    assert_int_equal(source_count, 1);
+    assert_memory_equal(&sources[0].publisher, mc_publisher_id(p.pub), sizeof(mc_endpoint_id));
+    assert_int_equal(sources[0].messages, n - expect_lost);
+    assert_int_equal(sources[0].dropped[MC_DROP_LOST], expect_lost);
+    assert_announced_losses(p.pub_ctx, mc_subscriber_id(p.sub), mc_publisher_id(p.pub),
+                            expect_lost);
     size_t next = 0;
     for (uint64_t j = 0; j < n; j++) {
         if (lost[j])
@@ -577,6 +626,140 @@ static void test_e2e_max_message(void **state)
     assert_int_equal(p.rx.sizes[0], 64 << 20);
     assert_true(p.rx.intact[0]);
     pair_close(&p);
+}
+
+/* ---- samples of publishers not connected yet (hold.c) ------------------------------------ */
+
+typedef struct hold_world {
+    uint64_t known_serial; /* publisher serials up to this one are connected */
+    collected got;
+} hold_world;
+
+static bool hold_known(void *user, const mc_endpoint_id *publisher)
+{
+    return publisher->serial <= ((hold_world *)user)->known_serial;
+}
+
+static void hold_collect(void *user, const mc_udp_data_header *h, const void *data)
+{
+    collect(&((hold_world *)user)->got, h, data);
+}
+
+static void hold_put(mc_udp_hold *hold, uint64_t serial, uint64_t seq, size_t size, int64_t now)
+{
+    static uint8_t data[4096];
+    mc_udp_data_header h = header(seq, size, 0);
+    h.publisher.serial = serial;
+    for (size_t i = 0; i < size; i++)
+        data[i] = pattern(seq, i);
+    mc_udp_hold_put(hold, &h, data, now);
+}
+
+/* Held samples come out intact and in order once their publisher is known; others stay. */
+static void test_hold_releases_in_order(void **state)
+{
+    (void)state;
+    mc_udp_hold hold;
+    mc_udp_hold_init(&hold, 1 << 20, 1000);
+    hold_world w = {.known_serial = 0};
+    hold_put(&hold, 1, 10, 100, 0);
+    hold_put(&hold, 2, 20, 200, 0);
+    hold_put(&hold, 1, 11, 0, 0);
+    mc_udp_hold_release(&hold, 0, hold_known, hold_collect, &w);
+    assert_int_equal(w.got.count, 0);
+    w.known_serial = 1;
+    mc_udp_hold_release(&hold, 1, hold_known, hold_collect, &w);
+    assert_int_equal(w.got.count, 2);
+    assert_int_equal(w.got.seqs[0], 10);
+    assert_int_equal(w.got.seqs[1], 11);
+    assert_true(w.got.intact[0] && w.got.intact[1]);
+    assert_int_equal(hold.count, 1);
+    assert_int_equal(hold.bytes, 200);
+    assert_int_equal(hold.released, 2);
+    mc_udp_hold_free(&hold);
+    assert_int_equal(hold.count, 0);
+}
+
+/* What is never connected ages out, counted; nothing is delivered. */
+static void test_hold_ages_out(void **state)
+{
+    (void)state;
+    mc_udp_hold hold;
+    mc_udp_hold_init(&hold, 1 << 20, 1000);
+    hold_world w = {.known_serial = 0};
+    hold_put(&hold, 5, 1, 10, 0);
+    hold_put(&hold, 5, 2, 10, 600);
+    assert_int_equal(mc_udp_hold_next_due(&hold), 1001);
+    mc_udp_hold_release(&hold, 1001, hold_known, hold_collect, &w);
+    assert_int_equal(hold.count, 1);
+    assert_int_equal(hold.expired, 1);
+    assert_int_equal(mc_udp_hold_next_due(&hold), 1601);
+    mc_udp_hold_release(&hold, 1601, hold_known, hold_collect, &w);
+    assert_int_equal(hold.count, 0);
+    assert_int_equal(hold.expired, 2);
+    assert_int_equal(hold.bytes, 0);
+    assert_int_equal(w.got.count, 0);
+    assert_true(mc_udp_hold_next_due(&hold) == INT64_MAX);
+}
+
+/* Bounded in bytes and samples: the oldest give way, a sample larger than the bound is
+ * not kept at all. */
+static void test_hold_bounded(void **state)
+{
+    (void)state;
+    mc_udp_hold hold;
+    mc_udp_hold_init(&hold, 1000, 1000000);
+    hold_put(&hold, 1, 1, 400, 0);
+    hold_put(&hold, 1, 2, 400, 0);
+    hold_put(&hold, 1, 3, 400, 0); /* pushes seq 1 out */
+    assert_int_equal(hold.count, 2);
+    assert_int_equal(hold.bytes, 800);
+    assert_int_equal(hold.expired, 1);
+    hold_put(&hold, 1, 4, 1001, 0);
+    assert_int_equal(hold.count, 2);
+    assert_int_equal(hold.expired, 2);
+    for (uint64_t seq = 5; seq < 5 + 2 * MC_UDP_HOLD_SAMPLES; seq++)
+        hold_put(&hold, 1, seq, 0, 0);
+    assert_int_equal(hold.count, MC_UDP_HOLD_SAMPLES);
+    assert_int_equal(hold.bytes, 0);
+    hold_world w = {.known_serial = 1};
+    mc_udp_hold_release(&hold, 0, hold_known, hold_collect, &w);
+    assert_int_equal(w.got.count, MC_UDP_HOLD_SAMPLES);
+    assert_int_equal(w.got.seqs[0], 5 + MC_UDP_HOLD_SAMPLES);
+    assert_int_equal(w.got.seqs[MC_UDP_HOLD_SAMPLES - 1], 4 + 2 * MC_UDP_HOLD_SAMPLES);
+    mc_udp_hold_free(&hold);
+}
+
+/* A wrong data_groups is a configuration error naming the key and what is wrong. */
+static void test_bad_data_groups_named(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        {"10.0.0.0/24", "not a multicast address"},
+        {"239.255.1.1/24", "host bits"},
+        {"239.255.1.0", "no /N"},
+        {"239.255.1.0/33", "N must be"},
+        {"239.255.x.0/24", "not an IPv4 address"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char path[128];
+        snprintf(path, sizeof(path), "%s/groups.ini", config_dir);
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fprintf(f,
+                "[framework]\nplugins = udp\ndomain = udpbad\nlog_level = error\n"
+                "[udp]\npath = %s/plugins/udp\nport = %d\nmode = network\n"
+                "interface = 127.0.0.1\ndata_groups = %s\n",
+                getenv("MC_BUILDDIR") ? getenv("MC_BUILDDIR") : ".", test_port, cases[i][0]);
+        fclose(f);
+        mc_context *ctx = NULL;
+        assert_int_equal(mc_context_open(path, &ctx), MC_ECONFIG);
+        assert_null(ctx);
+        if (strstr(mc_last_error(), "data_groups") == NULL ||
+            strstr(mc_last_error(), cases[i][1]) == NULL)
+            fail_msg("%s: the error does not say '%s': %s", cases[i][0], cases[i][1],
+                     mc_last_error());
+    }
 }
 
 /* A datagram size too small for a header and a fragment is a configuration error that
@@ -631,6 +814,10 @@ int main(void)
         cmocka_unit_test(test_reassembly_memory_cap),
         cmocka_unit_test(test_reassembly_entry_cap),
         cmocka_unit_test(test_reassembly_sequence_gap),
+        cmocka_unit_test(test_hold_releases_in_order),
+        cmocka_unit_test(test_hold_ages_out),
+        cmocka_unit_test(test_hold_bounded),
+        cmocka_unit_test(test_bad_data_groups_named),
         cmocka_unit_test(test_e2e_sizes_intact),
         cmocka_unit_test(test_e2e_order),
         cmocka_unit_test(test_e2e_losses_counted),
