@@ -274,8 +274,15 @@ void mc_shm_writer_commit(mc_shm_writer *w, uint32_t slot, const mc_sample *samp
 
 /* ---- reader ------------------------------------------------------------------------------- */
 
-static mc_shm_read lost_up_to(mc_shm_reader *r, uint64_t written, uint64_t *lost)
+/* written comes from shared memory: a jump no ring could make (half the 48-bit cursor
+ * space or more) is corruption, not a loss to count. */
+static mc_shm_read lost_up_to(mc_shm_reader *r, uint64_t written, uint64_t *lost,
+                              const char **problem)
 {
+    if (written - r->cursor >= (UINT64_C(1) << (MC_SHM_CURSOR_BITS - 1))) {
+        *problem = "the write sequence jumped beyond what a ring can hold";
+        return MC_SHM_READ_CORRUPT;
+    }
     uint64_t oldest = written - r->geo.ring_slots;
     *lost = oldest - r->cursor;
     r->cursor = oldest;
@@ -293,7 +300,7 @@ static mc_shm_read explain_mismatch(mc_shm_reader *r, uint64_t state, uint64_t *
     if (state % 2 == 0 && state >= 2 && state / 2 > written)
         written = state / 2;
     if (written >= r->cursor && written - r->cursor > r->geo.ring_slots)
-        return lost_up_to(r, written, lost);
+        return lost_up_to(r, written, lost, problem);
     *problem = "a ring position names a slot that does not hold its message";
     return MC_SHM_READ_CORRUPT;
 }
@@ -332,7 +339,7 @@ mc_shm_read mc_shm_reader_begin(mc_shm_reader *r, mc_sample *sample, uint64_t *l
     if (written == r->cursor)
         return MC_SHM_READ_NONE;
     if (written - r->cursor > r->geo.ring_slots)
-        return lost_up_to(r, written, lost);
+        return lost_up_to(r, written, lost, problem);
     uint32_t slot = atomic_load_explicit(
         &mc_shm_map(r->base, &r->geo)[r->cursor % r->geo.ring_slots], memory_order_acquire);
     if (slot >= r->geo.slot_count) {

@@ -266,9 +266,22 @@ static void att_drop(mc_plugin *p, shm_att *att, const char *problem)
     att_finish(att);
 }
 
+/* Messages from cursor up to seq, both read from shared memory: a distance no ring's
+ * cursors could have (half the 48-bit space or more) is a corrupt header, not a count. */
+static uint64_t plausible_gap(uint64_t cursor, uint64_t seq)
+{
+    uint64_t gap = (seq - cursor) & MC_SHM_CURSOR_MASK;
+    return gap < (UINT64_C(1) << (MC_SHM_CURSOR_BITS - 1)) ? gap : 0;
+}
+
+/* Counted for the subscriber and, where the framework can (ABI 1.1), for its publisher. */
 static void report_lost(mc_plugin *p, shm_att *att, uint64_t lost)
 {
-    if (lost > 0)
+    if (lost == 0)
+        return;
+    if (MC_HAS(p->host, mc_host, dropped_from))
+        p->host->dropped_from(p->host->ctx, att->sub->cookie, &att->pub_id, MC_DROP_OVERRUN, lost);
+    else
         p->host->dropped(p->host->ctx, att->sub->cookie, MC_DROP_OVERRUN, lost);
 }
 
@@ -292,7 +305,7 @@ static void att_follow(mc_plugin *p, shm_att *att, uint32_t next)
         att_drop(p, att, "a new generation starts before the end of the previous one");
         return;
     }
-    report_lost(p, att, base_seq - att->reader.cursor);
+    report_lost(p, att, plausible_gap(att->reader.cursor, base_seq));
     mapping_close(&att->m);
     att->m = m;
     att->reader.base = m.base;
@@ -358,7 +371,7 @@ static bool att_drain_expired(mc_plugin *p, shm_att *att)
         atomic_load_explicit(&h->closed, memory_order_acquire) != 0)
         return false;
     uint64_t written = atomic_load_explicit(&h->write_seq, memory_order_acquire);
-    report_lost(p, att, written > att->reader.cursor ? written - att->reader.cursor : 0);
+    report_lost(p, att, plausible_gap(att->reader.cursor, written));
     att_finish(att);
     return true;
 }
@@ -652,7 +665,7 @@ static void att_place_cursor(mc_plugin *p, shm_att *att)
     uint64_t joined = att_adopt_entry(att);
     if (joined != UINT64_MAX && joined <= written) {
         if (joined < base_seq) { /* matched in a generation that is gone */
-            report_lost(p, att, base_seq - joined);
+            report_lost(p, att, plausible_gap(joined, base_seq));
             joined = base_seq;
         }
         att->reader.cursor = joined;

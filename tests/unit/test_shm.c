@@ -1323,13 +1323,33 @@ static void assert_subscriber_alive(mc_context *sub_ctx, collector *c, const cha
     assert_int_equal(mc_context_close(fresh), 0);
 }
 
+/* A new publisher in ctx that sent one message to the subscriber; maps its segment. */
+static uint64_t *lying_publisher(mc_context *ctx, mc_context *sub_ctx, collector *c)
+{
+    mc_publisher *liar = publisher(ctx, "corrupt");
+    introduce_both(ctx, sub_ctx);
+    reset_collector(c);
+    assert_int_equal(publish_seq(liar, 1, 64), 0);
+    assert_true(wait_count(c, 1, false));
+    logs_clear();
+    char name[MC_LOCATOR_MAX + 1] = "";
+    capture *cap = malloc(sizeof(*cap));
+    capture_all(ctx, cap);
+    for (size_t i = 0; i < cap->count; i++)
+        if (cap->regs[i].reg.kind == MC_KIND_PUBLISHER)
+            snprintf(name, sizeof(name), "%.*s", (int)cap->regs[i].locators[0].size,
+                     (const char *)cap->regs[i].locators[0].data);
+    free(cap);
+    return map_segment(name, 4096);
+}
+
 static void test_a_corrupt_segment_is_dropped_and_the_subscriber_lives_on(void **state)
 {
-    mc_context *ctx[3] = {open_ctx(""), open_ctx(""), open_ctx("")};
+    mc_context *ctx[4] = {open_ctx(""), open_ctx(""), open_ctx(""), open_ctx("")};
     collector c;
     collector_init(&c);
     mc_publisher *pub = publisher(ctx[0], "corrupt");
-    subscribe(ctx[1], "corrupt", &c);
+    mc_subscriber *sub = subscribe(ctx[1], "corrupt", &c);
     introduce_both(ctx[0], ctx[1]);
     assert_int_equal(publish_seq(pub, 1, 64), 0);
     assert_true(wait_count(&c, 1, false));
@@ -1350,20 +1370,7 @@ static void test_a_corrupt_segment_is_dropped_and_the_subscriber_lives_on(void *
     assert_subscriber_alive(ctx[1], &c, "corrupt");
 
     /* an intact header whose write sequence claims messages that are not there */
-    mc_publisher *liar = publisher(ctx[2], "corrupt");
-    introduce_both(ctx[2], ctx[1]);
-    reset_collector(&c);
-    assert_int_equal(publish_seq(liar, 1, 64), 0);
-    assert_true(wait_count(&c, 1, false));
-    logs_clear();
-    capture *cap = malloc(sizeof(*cap));
-    capture_all(ctx[2], cap);
-    for (size_t i = 0; i < cap->count; i++)
-        if (cap->regs[i].reg.kind == MC_KIND_PUBLISHER)
-            snprintf(name, sizeof(name), "%.*s", (int)cap->regs[i].locators[0].size,
-                     (const char *)cap->regs[i].locators[0].data);
-    free(cap);
-    uint64_t *words = map_segment(name, 4096);
+    uint64_t *words = lying_publisher(ctx[2], ctx[1], &c);
     uint64_t *write_seq = &words[192 / 8];
     __atomic_store_n(write_seq, __atomic_load_n(write_seq, __ATOMIC_RELAXED) + 2, __ATOMIC_RELAXED);
     /* nothing rings: the wait thread's safety wake-up finds it */
@@ -1371,7 +1378,24 @@ static void test_a_corrupt_segment_is_dropped_and_the_subscriber_lives_on(void *
     assert_int_equal(c.count, 1);
     munmap(words, 4096);
     assert_subscriber_alive(ctx[1], &c, "corrupt");
-    close_all(ctx, 3);
+
+    /* one that claims more messages than a ring could ever have overrun: corruption, not a
+     * loss of 2^47 messages in the subscriber's counters */
+    mc_stats before;
+    mc_stats_init(&before);
+    assert_int_equal(mc_subscriber_stats(sub, &before), 0);
+    words = lying_publisher(ctx[3], ctx[1], &c);
+    write_seq = &words[192 / 8];
+    __atomic_store_n(write_seq, __atomic_load_n(write_seq, __ATOMIC_RELAXED) + (UINT64_C(1) << 47),
+                     __ATOMIC_RELAXED);
+    assert_true(wait_log("is corrupt", "jumped beyond"));
+    mc_stats after;
+    mc_stats_init(&after);
+    assert_int_equal(mc_subscriber_stats(sub, &after), 0);
+    assert_int_equal(after.dropped[MC_DROP_OVERRUN], before.dropped[MC_DROP_OVERRUN]);
+    munmap(words, 4096);
+    assert_subscriber_alive(ctx[1], &c, "corrupt");
+    close_all(ctx, 4);
     collector_fini(&c);
 }
 
