@@ -478,14 +478,23 @@ static void spawn(driver *d, slot *s, bool publisher, int topic)
     int fds[2];
     if (pipe(fds) != 0)
         return;
+    /* A stop may come the moment the worker exists: SIGTERM stays blocked until the worker
+     * has its handler, else it would die of the signal instead of stopping cleanly. */
+    sigset_t term, old;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    sigprocmask(SIG_BLOCK, &term, &old);
     pid_t pid = fork();
     if (pid == 0) {
+        signal(SIGTERM, on_term);
+        sigprocmask(SIG_SETMASK, &old, NULL);
         close(fds[0]);
         for (size_t i = 0; i < MAX_WORKERS; i++)
             if (d->slots[i].pid > 0)
                 close(d->slots[i].fd);
         _exit(worker_main(config, name, publisher, slow, d->opt.max_size, seed, fds[1]));
     }
+    sigprocmask(SIG_SETMASK, &old, NULL);
     close(fds[1]);
     if (pid < 0) {
         close(fds[0]);
