@@ -175,15 +175,17 @@ static void log_stats(mc_plugin_sub *sub)
         malformed += sub->malformed[i];
     sub->plugin->host->log(sub->plugin->host->ctx, MC_LOG_DEBUG,
                            "topic '%s': udp data: %llu delivered, %llu lost (%llu timed out, "
-                           "%llu evicted, %llu refused, %llu never seen), %llu duplicate and "
+                           "%llu evicted, %llu refused, %llu overtaken, %llu never seen), "
+                           "%llu duplicate and "
                            "%llu stale fragments, %llu of other topics, %llu malformed, %llu "
                            "unauthenticated",
                            sub->topic, (unsigned long long)s->delivered,
                            (unsigned long long)s->lost, (unsigned long long)s->timed_out,
                            (unsigned long long)s->evicted, (unsigned long long)s->refused,
-                           (unsigned long long)s->gaps, (unsigned long long)s->duplicates,
-                           (unsigned long long)s->stale, (unsigned long long)sub->foreign_topic,
-                           (unsigned long long)malformed, (unsigned long long)sub->unauthenticated);
+                           (unsigned long long)s->overtaken, (unsigned long long)s->gaps,
+                           (unsigned long long)s->duplicates, (unsigned long long)s->stale,
+                           (unsigned long long)sub->foreign_topic, (unsigned long long)malformed,
+                           (unsigned long long)sub->unauthenticated);
     if (mc_udp_data_multicast(sub->plugin))
         sub->plugin->host->log(
             sub->plugin->host->ctx, MC_LOG_DEBUG,

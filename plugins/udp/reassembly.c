@@ -201,6 +201,23 @@ static void entry_fill(mc_udp_rsm *r, mc_udp_rsm_entry *e, const mc_udp_data_hea
     e->received++;
 }
 
+/* Samples are delivered in their publisher's order: when seq completes, its publisher's
+ * older samples still in progress can no longer be delivered in order, and a path that
+ * keeps order (one socket pair; loopback, a LAN) has lost a fragment of each. They are
+ * given up now, counted lost before seq is delivered, not at their timeout. */
+static void give_up_older(mc_udp_rsm *r, const mc_endpoint_id *publisher, uint64_t seq)
+{
+    for (size_t i = 0; i < r->entry_count;) {
+        mc_udp_rsm_entry *e = &r->entries[i];
+        if (e->seq < seq && same_id(&e->publisher, publisher)) {
+            count_lost(r, &r->stats.overtaken, publisher, 1);
+            entry_release(r, i);
+            continue;
+        }
+        i++;
+    }
+}
+
 void mc_udp_rsm_add(mc_udp_rsm *r, const mc_udp_data_header *h, const uint8_t *payload,
                     size_t payload_len, int64_t now, mc_udp_rsm_complete_fn complete, void *user)
 {
@@ -213,6 +230,7 @@ void mc_udp_rsm_add(mc_udp_rsm *r, const mc_udp_data_header *h, const uint8_t *p
             return;
         }
         if (payload_len == h->total_size) { /* one fragment: no copy, no buffer */
+            give_up_older(r, &h->publisher, h->seq);
             r->stats.delivered++;
             complete(user, h, payload);
             return;
@@ -224,6 +242,8 @@ void mc_udp_rsm_add(mc_udp_rsm *r, const mc_udp_data_header *h, const uint8_t *p
     entry_fill(r, e, h, payload, payload_len);
     if (e->received < e->fragments)
         return;
+    give_up_older(r, &h->publisher, h->seq);
+    e = entry_find(r, h); /* releasing others may have moved it */
     r->stats.delivered++;
     complete(user, &e->header, e->buf);
     entry_release(r, (size_t)(e - r->entries));

@@ -9,7 +9,9 @@
  * longer than that in all, as long as it keeps coming). Newer samples win: when memory is short
  * the oldest samples in progress are given up. A sample is counted lost once, whatever
  * happened to it (a fragment missing at its deadline, pushed out for memory, larger than
- * memory_max, or never seen at all: a gap in its publisher's sequence).
+ * memory_max, overtaken by a newer sample of its publisher that completed first, or never
+ * seen at all: a gap in its publisher's sequence). Each publisher's samples are delivered
+ * in order.
  */
 #ifndef MEMCAST_UDP_REASSEMBLY_H
 #define MEMCAST_UDP_REASSEMBLY_H
@@ -38,6 +40,7 @@ typedef struct mc_udp_rsm_stats {
     uint64_t evicted;    /* of lost: pushed out for a newer sample */
     uint64_t refused;    /* of lost: larger than memory_max, or no memory */
     uint64_t gaps;       /* of lost: no fragment ever arrived */
+    uint64_t overtaken;  /* of lost: incomplete when a newer one of its publisher completed */
     uint64_t duplicates; /* fragments received twice */
     uint64_t stale;      /* fragments of samples already finished or given up */
 } mc_udp_rsm_stats;

@@ -335,6 +335,44 @@ static void test_reassembly_sequence_gap(void **state)
     mc_udp_rsm_free(&r);
 }
 
+/* A publisher's samples come out in its order: one still missing a fragment when a newer
+ * one completes is given up (counted lost) before the newer one is delivered, and its late
+ * fragment is stale. */
+static void test_reassembly_in_order(void **state)
+{
+    (void)state;
+    mc_udp_rsm r;
+    collected c = {0};
+    assert_int_equal(mc_udp_rsm_init(&r, 1 << 20, 1000000000), 0);
+    feed(&r, &c, 1, 3 * FRAG, 0, 0); /* 1 of 3 fragments */
+    feed(&r, &c, 2, 2 * FRAG, 0, 0);
+    feed(&r, &c, 2, 2 * FRAG, 1, 0); /* 2 completes first */
+    assert_int_equal(c.count, 1);
+    assert_int_equal(c.seqs[0], 2);
+    assert_int_equal(r.stats.lost, 1);
+    assert_int_equal(r.stats.overtaken, 1);
+    assert_int_equal(r.entry_count, 0);
+    feed(&r, &c, 1, 3 * FRAG, 1, 0); /* the rest of 1, too late */
+    feed(&r, &c, 1, 3 * FRAG, 2, 0);
+    assert_int_equal(c.count, 1);
+    assert_int_equal(r.stats.lost, 1);
+    assert_int_equal(r.entry_count, 0);
+    /* another publisher's sample in progress is not touched */
+    mc_udp_data_header h = header(5, 2 * FRAG, 0), out;
+    h.publisher.serial = 99;
+    size_t len = make(&h, FRAG);
+    const uint8_t *payload;
+    size_t payload_len;
+    assert_int_equal(mc_udp_data_parse(dgram, len, MAX_MESSAGE, &out, &payload, &payload_len),
+                     MC_UDP_DATA_OK);
+    mc_udp_rsm_add(&r, &out, payload, payload_len, 0, collect, &c);
+    feed(&r, &c, 3, 100, 0, 0);
+    assert_int_equal(c.count, 2);
+    assert_int_equal(r.entry_count, 1);
+    assert_int_equal(r.stats.lost, 1);
+    mc_udp_rsm_free(&r);
+}
+
 /* ---- end to end ---------------------------------------------------------------------- */
 
 #define E2E_MAX 256
@@ -814,6 +852,7 @@ int main(void)
         cmocka_unit_test(test_reassembly_memory_cap),
         cmocka_unit_test(test_reassembly_entry_cap),
         cmocka_unit_test(test_reassembly_sequence_gap),
+        cmocka_unit_test(test_reassembly_in_order),
         cmocka_unit_test(test_hold_releases_in_order),
         cmocka_unit_test(test_hold_ages_out),
         cmocka_unit_test(test_hold_bounded),
