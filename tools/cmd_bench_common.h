@@ -12,6 +12,11 @@
 
 #define BENCH_MAX_SIZES       16
 #define BENCH_MAX_SUBSCRIBERS 8
+#define BENCH_NETNS_DIR       "/var/run/netns" /* where `ip netns add` puts them */
+#define BENCH_NETNS_NAME_MAX  64
+
+/* The two sides of latency and throughput, also the index of their --netns name. */
+enum { BENCH_ROLE_PUB, BENCH_ROLE_SUB };
 
 typedef struct bench_opts {
     size_t sizes[BENCH_MAX_SIZES];
@@ -23,6 +28,8 @@ typedef struct bench_opts {
     const char *transport;
     long subscribers;
     const char *config_path; /* -c FILE: its keys are kept, bench keys are added */
+    /* --netns PUB,SUB: each side runs in that network namespace; "" when not asked */
+    char netns[2][BENCH_NETNS_NAME_MAX];
 } bench_opts;
 
 /* One-way latency summary in microseconds. */
@@ -63,6 +70,12 @@ void mc_bench_print_summary(const char *label, const bench_summary *s);
 void mc_bench_json_summary(const char *name, const bench_summary *s);
 int mc_bench_parse(const cli_command *cmd, int argc, char **argv, bench_opts *o, const char **what);
 void mc_bench_setenv(const bench_opts *o, const char *run_name);
+/* Moves the calling process into the network namespace of role (nothing without --netns).
+ * Returns 0, or -1 with a message naming the namespace in err. */
+int mc_bench_enter_netns(const bench_opts *o, int role, char *err, size_t err_size);
+/* Without --netns: true. Else tries, in a child, to enter both namespaces, and prints
+ * why not: one clear error before any measurement starts. */
+bool mc_bench_netns_usable(const bench_opts *o);
 
 int mc_bench_floor(const cli_command *cmd, cli_global *global, int argc, char **argv);
 int mc_bench_latency(const cli_command *cmd, cli_global *global, int argc, char **argv);

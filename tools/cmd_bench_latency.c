@@ -155,9 +155,26 @@ static void on_pong_locked(side *s, const mc_msg *msg)
     mc_bench_futex_wake(&sh->done);
 }
 
+/* --netns: the pinger is the PUB side, the ponger the SUB side. */
+static int enter_netns(lat_run *run, bool pinger)
+{
+    char err[256];
+    if (mc_bench_enter_netns(run->o, pinger ? BENCH_ROLE_PUB : BENCH_ROLE_SUB, err, sizeof(err)) ==
+        0)
+        return 0;
+    if (!atomic_exchange(&run->sh->failed, 1))
+        snprintf(run->sh->error, sizeof(run->sh->error), "%s: %.240s", pinger ? "pinger" : "ponger",
+                 err);
+    atomic_store(&run->sh->done, 1);
+    mc_bench_futex_wake(&run->sh->done);
+    return -1;
+}
+
 static int open_side(side *s, bool pinger, mc_context **ctx, mc_subscriber **sub)
 {
     lat_shared *sh = s->run->sh;
+    if (enter_netns(s->run, pinger) != 0)
+        return -1;
     if (mc_context_open(s->run->config, ctx) != 0) {
         fail(sh, "context");
         return -1;
@@ -329,6 +346,9 @@ static void report_text(const lat_run *run, const bench_summary *m, const floor_
            o->zero_copy ? "zero-copy (loan)" : "copy (publish)", o->spin ? "spin" : "block",
            o->reliable ? "reliable" : "best effort", o->cpus[0], o->cpus[1],
            f && !f->pinned ? " (pinning FAILED)" : "");
+    if (o->netns[BENCH_ROLE_PUB][0] != '\0')
+        printf("network namespaces: pinger in %s, ponger in %s (the floor: this namespace)\n",
+               o->netns[BENCH_ROLE_PUB], o->netns[BENCH_ROLE_SUB]);
     for (size_t i = 0; i < o->nsizes; i++) {
         printf("\nsize %zu bytes, %ld round trips after %ld warm-up\n", o->sizes[i], run->counts[i],
                run->warmups[i]);
@@ -358,6 +378,8 @@ static void report_json(const lat_run *run, const bench_summary *m, const floor_
            o->reliable ? "true" : "false", o->cpus[0], o->cpus[1],
            (unsigned long long)(atomic_load(&run->sh->corrupt_at_ponger) +
                                 atomic_load(&run->sh->corrupt_at_pinger)));
+    if (o->netns[BENCH_ROLE_PUB][0] != '\0')
+        printf("\"netns\": [\"%s\", \"%s\"], ", o->netns[BENCH_ROLE_PUB], o->netns[BENCH_ROLE_SUB]);
     if (f != NULL) {
         printf("\"pinned\": %s, ", f->pinned ? "true" : "false");
         mc_bench_json_summary(o->spin ? "floor_line_spin" : "floor_line_block",
@@ -412,6 +434,8 @@ int mc_bench_latency(const cli_command *cmd, cli_global *global, int argc, char 
     int rc = mc_bench_parse(cmd, argc, argv, &o, &what);
     if (rc >= 0)
         return rc;
+    if (!mc_bench_netns_usable(&o))
+        return EXIT_FAILED;
     signal(SIGPIPE, SIG_IGN);
     lat_run run = {.o = &o, .config = o.config_path ? o.config_path : global->config_path};
     size_t total = 0;

@@ -5,6 +5,9 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +74,33 @@ static bool parse_cpus(const char *text, int cpus[2])
     return true;
 }
 
+/* A name that stays inside BENCH_NETNS_DIR and goes into JSON as it is. */
+static bool valid_netns_name(const char *name, size_t len)
+{
+    static const char allowed[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                  "0123456789._-";
+    if (len == 0 || len >= BENCH_NETNS_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (strchr(allowed, name[i]) == NULL)
+            return false;
+    return !(len == 1 && name[0] == '.') && !(len == 2 && name[0] == '.' && name[1] == '.');
+}
+
+static bool parse_netns(const char *text, char names[2][BENCH_NETNS_NAME_MAX])
+{
+    const char *comma = strchr(text, ',');
+    if (comma == NULL || strchr(comma + 1, ',') != NULL)
+        return false;
+    size_t pub_len = (size_t)(comma - text), sub_len = strlen(comma + 1);
+    if (!valid_netns_name(text, pub_len) || !valid_netns_name(comma + 1, sub_len))
+        return false;
+    memcpy(names[BENCH_ROLE_PUB], text, pub_len);
+    names[BENCH_ROLE_PUB][pub_len] = '\0';
+    memcpy(names[BENCH_ROLE_SUB], comma + 1, sub_len + 1);
+    return true;
+}
+
 static int usage_error(const char *what)
 {
     fprintf(stderr, "memcast bench: %s\nTry 'memcast bench --help'.\n", what);
@@ -81,7 +111,7 @@ static int usage_error(const char *what)
 int mc_bench_parse(const cli_command *cmd, int argc, char **argv, bench_opts *o, const char **what)
 {
     const char *size = NULL, *count = NULL, *warmup = NULL, *cpus = NULL, *wait = NULL,
-               *subs = NULL;
+               *subs = NULL, *netns = NULL;
     memset(o, 0, sizeof(*o));
     o->transport = "shm";
     o->warmup = -1;
@@ -95,6 +125,7 @@ int mc_bench_parse(const cli_command *cmd, int argc, char **argv, bench_opts *o,
                                {"--wait", 0, NULL, &wait},
                                {"--subscribers", 0, NULL, &subs},
                                {"--transport", 't', NULL, &o->transport},
+                               {"--netns", 0, NULL, &netns},
                                {"--zero-copy", 0, &o->zero_copy, NULL},
                                {"--reliable", 0, &o->reliable, NULL},
                                {"--json", 0, &o->json, NULL},
@@ -122,11 +153,23 @@ int mc_bench_parse(const cli_command *cmd, int argc, char **argv, bench_opts *o,
     if (strspn(o->transport, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(o->transport) ||
         o->transport[0] == '\0')
         return usage_error("--transport wants a plugin name such as shm");
+    if (netns && !parse_netns(netns, o->netns))
+        return usage_error("--netns wants two network namespace names, PUB,SUB, of letters, "
+                           "digits, '.', '_' and '-' (as made by 'ip netns add NAME')");
+    /* shm and inproc stop at the host (a network namespace counts as a host): only udp
+     * reaches the other side, and listing another transport would measure udp under its
+     * name. */
+    if (netns && strcmp(o->transport, "udp") != 0)
+        return usage_error("--netns needs --transport udp (the only transport that reaches "
+                           "another network namespace)");
     return -1;
 }
 
 /* Environment overrides win over any -c FILE, and forked children inherit them: the data
- * transport asked for plus udp registration in local mode, in a domain of this run only. */
+ * transport asked for plus udp registration in local mode (network mode with --netns: local
+ * mode never leaves a namespace's loopback), in a domain of this run only. The rest of
+ * [udp] (group, port, interface, send_rate) comes from -c FILE or MEMCAST_UDP_* overrides
+ * the caller set. */
 void mc_bench_setenv(const bench_opts *o, const char *run_name)
 {
     char plugins[128], domain[64], value[32];
@@ -137,12 +180,59 @@ void mc_bench_setenv(const bench_opts *o, const char *run_name)
     snprintf(domain, sizeof(domain), "bench-%s-%d", run_name, (int)getpid());
     setenv("MEMCAST_FRAMEWORK_PLUGINS", plugins, 1);
     setenv("MEMCAST_FRAMEWORK_DOMAIN", domain, 1);
-    setenv("MEMCAST_UDP_MODE", "local", 1);
+    setenv("MEMCAST_UDP_MODE", o->netns[BENCH_ROLE_PUB][0] != '\0' ? "network" : "local", 1);
     if (strcmp(o->transport, "shm") == 0) {
         setenv("MEMCAST_SHM_ACK_TIMEOUT", o->reliable ? "10s" : "0", 1);
         snprintf(value, sizeof(value), "%d", o->spin ? 1000000 : 0);
         setenv("MEMCAST_SHM_SPIN_US", value, 1);
     }
+}
+
+int mc_bench_enter_netns(const bench_opts *o, int role, char *err, size_t err_size)
+{
+    const char *name = o->netns[role];
+    if (name[0] == '\0')
+        return 0;
+    char path[sizeof(BENCH_NETNS_DIR) + BENCH_NETNS_NAME_MAX];
+    snprintf(path, sizeof(path), "%s/%s", BENCH_NETNS_DIR, name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        snprintf(err, err_size, "network namespace '%s': cannot open %s: %s%s", name, path,
+                 strerror(e), e == ENOENT ? " (make it with: ip netns add NAME)" : "");
+        return -1;
+    }
+    int rc = setns(fd, CLONE_NEWNET);
+    int e = errno;
+    close(fd);
+    if (rc == 0)
+        return 0;
+    snprintf(err, err_size, "cannot enter network namespace '%s': %s%s", name, strerror(e),
+             e == EPERM    ? " (needs root: CAP_SYS_ADMIN)"
+             : e == EINVAL ? " (not a network namespace)"
+                           : "");
+    return -1;
+}
+
+/* The probe child: enters the publisher's namespace, then the subscriber's. */
+static int netns_probe(void *arg)
+{
+    const bench_opts *o = arg;
+    char err[256];
+    for (int role = BENCH_ROLE_PUB; role <= BENCH_ROLE_SUB; role++)
+        if (mc_bench_enter_netns(o, role, err, sizeof(err)) != 0) {
+            fprintf(stderr, "memcast bench: %s\n", err);
+            return 1;
+        }
+    return 0;
+}
+
+bool mc_bench_netns_usable(const bench_opts *o)
+{
+    if (o->netns[BENCH_ROLE_PUB][0] == '\0')
+        return true;
+    pid_t pid = mc_bench_spawn(netns_probe, (void *)o);
+    return pid > 0 && mc_bench_reap(&pid, 1, 10000000000ll, NULL, NULL) == 0;
 }
 
 static const char *human_size(size_t size, char *buf, size_t n)

@@ -84,11 +84,25 @@ static void on_message(void *user, mc_subscriber *sub, const mc_msg *msg)
     atomic_fetch_add_explicit(&r->received, 1, memory_order_release);
 }
 
+/* --netns: the publisher is the PUB side, every subscriber the SUB side. */
+static int enter_netns(tp_run *run, int role)
+{
+    char err[256];
+    if (mc_bench_enter_netns(run->o, role, err, sizeof(err)) == 0)
+        return 0;
+    if (!atomic_exchange(&run->sh->failed, 1))
+        snprintf(run->sh->error, sizeof(run->sh->error), "%s: %.240s",
+                 role == BENCH_ROLE_PUB ? "publisher" : "subscriber", err);
+    return -1;
+}
+
 static int subscriber_main(void *arg)
 {
     tp_run *run = arg;
     tp_shared *sh = run->sh;
     sub_result *r = &sh->subs[run->index];
+    if (enter_netns(run, BENCH_ROLE_SUB) != 0)
+        return 1;
     mc_bench_pin(run->o->cpus[1]);
     mc_context *ctx = NULL;
     mc_subscriber *sub = NULL;
@@ -151,6 +165,8 @@ static int publisher_main(void *arg)
     tp_run *run = arg;
     tp_shared *sh = run->sh;
     int subs = (int)run->o->subscribers;
+    if (enter_netns(run, BENCH_ROLE_PUB) != 0)
+        return 1;
     mc_bench_pin(run->o->cpus[0]);
     mc_context *ctx = NULL;
     mc_publisher *pub = NULL;
@@ -313,6 +329,31 @@ static void print_figures(const tp_run *run, const tp_figures *f, double memcpy_
     printf("\n");
 }
 
+static void print_header(const bench_opts *o, double gbps)
+{
+    bool netns = o->netns[BENCH_ROLE_PUB][0] != '\0';
+    if (o->json) {
+        printf("{\"bench\": \"throughput\", \"transport\": \"%s\", \"zero_copy\": %s, "
+               "\"reliable\": %s, \"subscribers\": %ld, \"memcpy_gbps\": %.3f, ",
+               o->transport, o->zero_copy ? "true" : "false", o->reliable ? "true" : "false",
+               o->subscribers, gbps);
+        if (netns)
+            printf("\"netns\": [\"%s\", \"%s\"], ", o->netns[BENCH_ROLE_PUB],
+                   o->netns[BENCH_ROLE_SUB]);
+        printf("\"sizes\": [");
+        return;
+    }
+    printf("memcast bench throughput: transport %s, %s, %s, %ld subscriber(s), CPUs %d "
+           "(publisher), %d (subscribers)\n",
+           o->transport, o->zero_copy ? "zero-copy" : "copy",
+           o->reliable ? "reliable" : "best effort", o->subscribers, o->cpus[0], o->cpus[1]);
+    if (netns)
+        printf("network namespaces: publisher in %s, subscribers in %s\n", o->netns[BENCH_ROLE_PUB],
+               o->netns[BENCH_ROLE_SUB]);
+    printf("  %10s %10s %12s %10s %8s %8s %8s %14s%s\n", "size", "count", "msg/s", "MB/s", "lost",
+           "corrupt", "overrun", "pub CPU ns/msg", gbps > 0 ? "  of memcpy" : "");
+}
+
 int mc_bench_throughput(const cli_command *cmd, cli_global *global, int argc, char **argv)
 {
     bench_opts o;
@@ -320,6 +361,8 @@ int mc_bench_throughput(const cli_command *cmd, cli_global *global, int argc, ch
     int rc = mc_bench_parse(cmd, argc, argv, &o, &what);
     if (rc >= 0)
         return rc;
+    if (!mc_bench_netns_usable(&o))
+        return EXIT_FAILED;
     signal(SIGPIPE, SIG_IGN);
     double gbps = 0;
     if (!o.no_floor) {
@@ -335,18 +378,7 @@ int mc_bench_throughput(const cli_command *cmd, cli_global *global, int argc, ch
     tp_shared *sh = mc_bench_shared_alloc(sizeof(tp_shared));
     if (sh == NULL)
         return EXIT_FAILED;
-    if (o.json)
-        printf("{\"bench\": \"throughput\", \"transport\": \"%s\", \"zero_copy\": %s, "
-               "\"reliable\": %s, \"subscribers\": %ld, \"memcpy_gbps\": %.3f, \"sizes\": [",
-               o.transport, o.zero_copy ? "true" : "false", o.reliable ? "true" : "false",
-               o.subscribers, gbps);
-    else
-        printf("memcast bench throughput: transport %s, %s, %s, %ld subscriber(s), CPUs %d "
-               "(publisher), %d (subscribers)\n  %10s %10s %12s %10s %8s %8s %8s %14s%s\n",
-               o.transport, o.zero_copy ? "zero-copy" : "copy",
-               o.reliable ? "reliable" : "best effort", o.subscribers, o.cpus[0], o.cpus[1], "size",
-               "count", "msg/s", "MB/s", "lost", "corrupt", "overrun", "pub CPU ns/msg",
-               gbps > 0 ? "  of memcpy" : "");
+    print_header(&o, gbps);
     int status = EXIT_OK;
     for (size_t i = 0; i < o.nsizes; i++) {
         memset(sh, 0, sizeof(*sh));
