@@ -115,18 +115,6 @@ stop_bench() {
 }
 trap 'stop_bench; cleanup' EXIT
 
-build_hosts() {
-	local out
-	add_namespace "$ns_sw"
-	add_namespace "$ns_a"
-	add_namespace "$ns_b"
-	out=$(in_ns "$ns_sw" ip link add br0 type bridge mcast_snooping 0 2>&1) ||
-		skip "cannot create a bridge here ($out)"
-	in_ns "$ns_sw" ip link set br0 up || die "bridge up failed"
-	attach_host "$ns_a" "$ip_a" port-a
-	attach_host "$ns_b" "$ip_b" port-b
-}
-
 write_config() { # FILE SEND_RATE TTL
 	cat >"$1" <<CONF
 [udp]
@@ -285,7 +273,7 @@ release() {
 	[ -z "$lock_fd" ] || flock -u "$lock_fd"
 }
 
-build_hosts
+build_network
 mkdir "$work/plugin" || die "mkdir failed"
 hold
 cp -p "$plugin" "$work/plugin/" || die "cannot copy $plugin"

@@ -1,6 +1,6 @@
 # Shared by the tests in tests/net: a scratch directory, the clean-up that runs on every exit,
-# and hosts made of network namespaces (a bridge in a switch namespace, hosts a, b and c on
-# veth pairs). The test defines die and skip, and sets run, ns_*, ip_* and work_name, before
+# and hosts made of network namespaces (a bridge in a switch namespace, hosts a, b and
+# optionally c on veth pairs). The test defines die and skip, and sets run, ns_*, ip_* and work_name, before
 # sourcing it.
 work=$(mktemp -d "/tmp/$work_name.XXXXXX") || die "mktemp failed"
 created_ns=()
@@ -98,16 +98,17 @@ attach_host() { # NS ADDRESS PORTNAME
 		die "configuring $1 failed"
 }
 
+# The switch and hosts a and b, and c when the test sets ns_c.
 build_network() {
 	local out
 	add_namespace "$ns_sw"
 	add_namespace "$ns_a"
 	add_namespace "$ns_b"
-	add_namespace "$ns_c"
+	[ -z "${ns_c:-}" ] || add_namespace "$ns_c"
 	out=$(in_ns "$ns_sw" ip link add br0 type bridge mcast_snooping 0 2>&1) ||
 		skip "cannot create a bridge here ($out)"
 	in_ns "$ns_sw" ip link set br0 up || die "bridge up failed"
 	attach_host "$ns_a" "$ip_a" port-a
 	attach_host "$ns_b" "$ip_b" port-b
-	attach_host "$ns_c" "$ip_c" port-c
+	[ -z "${ns_c:-}" ] || attach_host "$ns_c" "$ip_c" port-c
 }

@@ -50,18 +50,6 @@ work_name=mc-udpbench
 # shellcheck source=tests/net/lib.sh
 . "${MC_SRCDIR:?run me through make check}/tests/net/lib.sh"
 
-build_hosts() {
-	local out
-	add_namespace "$ns_sw"
-	add_namespace "$ns_a"
-	add_namespace "$ns_b"
-	out=$(in_ns "$ns_sw" ip link add br0 type bridge mcast_snooping 0 2>&1) ||
-		skip "cannot create a bridge here ($out)"
-	in_ns "$ns_sw" ip link set br0 up || die "bridge up failed"
-	attach_host "$ns_a" "$ip_a" port-a
-	attach_host "$ns_b" "$ip_b" port-b
-}
-
 cat_config() {
 	cat <<CONF
 [udp]
@@ -89,7 +77,7 @@ bench() { # NAME ARGS...: memcast bench, output in $work/NAME.json and NAME.err
 	timeout 300 "$memcast" -c "$work/host.ini" bench "$@" >"$work/$file.json" 2>"$work/$file.err"
 }
 
-build_hosts
+build_network
 cat_config >"$work/host.ini"
 size_list=${sizes// /,}
 netns_json="\"netns\": \\[\"$ns_a\", \"$ns_b\"\\]"
