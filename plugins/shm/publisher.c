@@ -606,8 +606,8 @@ static int take_slot(mc_plugin_pub *pub, uint64_t size, uint32_t *slot)
         return rc;
     bool waited_out = false;
     char err[300];
-    rc = mc_shm_writer_take(&pub->cur->w, p->cfg.pin_timeout_ms * 1000000, slot, &waited_out, err,
-                            sizeof(err));
+    rc = mc_shm_writer_take(&pub->cur->w, p->cfg.pin_timeout_ms * 1000000,
+                            p->cfg.ack_timeout_ms == 0, slot, &waited_out, err, sizeof(err));
     if (rc != 0)
         return mc_shm_fail(p, rc, "topic '%s': %s", pub->topic, err);
     if (waited_out && !pub->pin_timeout_logged) {

@@ -159,6 +159,7 @@ int mc_shm_writer_init(mc_shm_writer *w, unsigned char *base, const mc_shm_geome
     w->fd = fd;
     for (uint32_t i = 0; i < MC_SHM_SPARES; i++)
         w->free_slots[w->free_count++] = g->ring_slots + i;
+    w->ring_taken = UINT32_MAX;
     w->write_seq = base_seq;
     w->base_seq = base_seq;
     return 0;
@@ -188,12 +189,21 @@ static bool slot_pinned(mc_shm_writer *w, uint32_t slot)
     return pins > w->stale_pins[slot];
 }
 
+/* The index of a spare no reader holds, or UINT32_MAX when readers hold them all. */
 static uint32_t pick_free_index(mc_shm_writer *w)
 {
     for (uint32_t i = 0; i < w->free_count; i++)
         if (!slot_pinned(w, w->free_slots[i]))
             return i;
-    return 0;
+    return UINT32_MAX;
+}
+
+/* The slot at the ring position the next commit takes: it holds no message yet, or the one
+ * that commit pushes out of the ring anyway. */
+static uint32_t next_position_slot(const mc_shm_writer *w)
+{
+    return atomic_load_explicit(&mc_shm_map(w->base, &w->geo)[w->write_seq % w->geo.ring_slots],
+                                memory_order_relaxed);
 }
 
 /* A pinned slot is waited for with a short back-off: pins are rare (a reader still in the
@@ -216,21 +226,48 @@ static bool wait_unpinned(mc_shm_writer *w, uint32_t slot, int64_t timeout_ns)
     return true;
 }
 
-int mc_shm_writer_take(mc_shm_writer *w, int64_t pin_timeout_ns, uint32_t *slot_out,
-                       bool *waited_out, char *err, size_t err_size)
+/* Allocates a slot's pages on its first use, so that a full /dev/shm is an error here
+ * rather than a SIGBUS when the payload is written. */
+static int reserve(mc_shm_writer *w, uint32_t slot, char *err, size_t err_size)
+{
+    if (w->reserved[slot])
+        return 0;
+    int rc = mc_shm_segment_reserve(w->fd, w->geo.slots_offset + (uint64_t)slot * w->geo.stride,
+                                    w->geo.stride, err, err_size);
+    if (rc == 0)
+        w->reserved[slot] = true;
+    return rc;
+}
+
+int mc_shm_writer_take(mc_shm_writer *w, int64_t pin_timeout_ns, bool may_take_oldest,
+                       uint32_t *slot_out, bool *waited_out, char *err, size_t err_size)
 {
     *waited_out = false;
     if (w->free_count == 0)
         return MC_EBUSY;
     uint32_t i = pick_free_index(w);
-    uint32_t slot = w->free_slots[i];
-    if (!w->reserved[slot]) {
-        int rc = mc_shm_segment_reserve(w->fd, w->geo.slots_offset + (uint64_t)slot * w->geo.stride,
-                                        w->geo.stride, err, err_size);
+    /* Readers in both spares (still in callbacks of messages that left the ring): rather
+     * than wait for them and then write under them, take the oldest message's slot, which
+     * the commit would push out; readers of that message count it lost instead of reading
+     * it torn. Not in reliable mode, where it may still be unread. */
+    if (i == UINT32_MAX && may_take_oldest && w->ring_taken == UINT32_MAX &&
+        !slot_pinned(w, next_position_slot(w))) {
+        uint32_t slot = next_position_slot(w);
+        int rc = reserve(w, slot, err, err_size); /* before the ring wraps, never written */
         if (rc != 0)
             return rc;
-        w->reserved[slot] = true;
+        atomic_store(&mc_shm_slot_of(w->base, &w->geo, slot)->state, 2 * w->write_seq + 1);
+        *waited_out = !wait_unpinned(w, slot, pin_timeout_ns); /* a reader that came between */
+        w->ring_taken = slot;
+        *slot_out = slot;
+        return 0;
     }
+    if (i == UINT32_MAX)
+        i = 0;
+    uint32_t slot = w->free_slots[i];
+    int rc = reserve(w, slot, err, err_size);
+    if (rc != 0)
+        return rc;
     w->free_slots[i] = w->free_slots[--w->free_count];
     /* odd first, then look at the pins: a reader that pins after this sees the odd state,
      * one that pinned before is seen here (both sides use sequentially consistent order) */
@@ -242,7 +279,12 @@ int mc_shm_writer_take(mc_shm_writer *w, int64_t pin_timeout_ns, uint32_t *slot_
 
 void mc_shm_writer_give_back(mc_shm_writer *w, uint32_t slot)
 {
-    if (w->free_count < MC_SHM_SPARES)
+    /* A slot taken from the ring and still there stays (its old message is gone: readers
+     * count it lost); a spare, or one a commit has since pushed out, goes back. */
+    bool in_ring = slot == w->ring_taken && slot == next_position_slot(w);
+    if (slot == w->ring_taken)
+        w->ring_taken = UINT32_MAX;
+    if (!in_ring && w->free_count < MC_SHM_SPARES)
         w->free_slots[w->free_count++] = slot;
 }
 
@@ -267,7 +309,12 @@ void mc_shm_writer_commit(mc_shm_writer *w, uint32_t slot, const mc_sample *samp
     _Atomic uint32_t *position = &mc_shm_map(w->base, &w->geo)[n % w->geo.ring_slots];
     uint32_t evicted = atomic_load_explicit(position, memory_order_relaxed);
     atomic_store_explicit(position, slot, memory_order_release);
-    w->free_slots[w->free_count++] = evicted;
+    /* The pushed-out slot becomes a spare, unless it was taken from this position (by this
+     * message, or by a loan still open: that one owns it) */
+    if (evicted != slot && evicted != w->ring_taken)
+        w->free_slots[w->free_count++] = evicted;
+    if (slot == w->ring_taken)
+        w->ring_taken = UINT32_MAX;
     w->write_seq = n + 1;
     atomic_store(&mc_shm_hdr(w->base)->write_seq, n + 1);
 }
@@ -299,6 +346,10 @@ static mc_shm_read explain_mismatch(mc_shm_reader *r, uint64_t state, uint64_t *
     uint64_t written = atomic_load_explicit(&mc_shm_hdr(r->base)->write_seq, memory_order_acquire);
     if (state % 2 == 0 && state >= 2 && state / 2 > written)
         written = state / 2;
+    /* odd: the writer is writing message m here, taken from the position of message
+     * m - N (both spares held by readers): that one counts as overwritten */
+    if (state % 2 == 1 && state / 2 + 1 > written)
+        written = state / 2 + 1;
     if (written >= r->cursor && written - r->cursor > r->geo.ring_slots)
         return lost_up_to(r, written, lost, problem);
     *problem = "a ring position names a slot that does not hold its message";

@@ -105,6 +105,7 @@ typedef struct mc_shm_writer {
     int fd;                             /* kept to allocate slot pages on first use */
     uint32_t free_slots[MC_SHM_SPARES]; /* physical slots outside the ring */
     uint32_t free_count;
+    uint32_t ring_taken; /* a slot taken from the ring and not committed yet, or UINT32_MAX */
     int32_t *stale_pins; /* per slot: pins left by readers that never came back */
     bool *reserved;      /* per slot: pages allocated */
     uint64_t write_seq;  /* next message number (the writer's copy of the header's) */
@@ -116,11 +117,13 @@ int mc_shm_writer_init(mc_shm_writer *w, unsigned char *base, const mc_shm_geome
                        uint64_t base_seq);
 void mc_shm_writer_fini(mc_shm_writer *w);
 
-/* Takes a physical slot outside the ring to write a message into: prefers one no reader
- * holds, waits at most pin_timeout_ns for readers to leave it, allocates its pages on
- * first use. *waited_out is set when readers were still there at the deadline. */
-int mc_shm_writer_take(mc_shm_writer *w, int64_t pin_timeout_ns, uint32_t *slot, bool *waited_out,
-                       char *err, size_t err_size);
+/* Takes a physical slot to write a message into: a spare outside the ring no reader
+ * holds; when readers hold both spares and may_take_oldest (best effort), the slot of the
+ * message the commit pushes out of the ring; else waits at most pin_timeout_ns for readers
+ * to leave a spare. Allocates its pages on first use. *waited_out is set when readers were
+ * still there at the deadline. */
+int mc_shm_writer_take(mc_shm_writer *w, int64_t pin_timeout_ns, bool may_take_oldest,
+                       uint32_t *slot, bool *waited_out, char *err, size_t err_size);
 
 /* Returns a taken slot unused (a discarded loan, a failed send). */
 void mc_shm_writer_give_back(mc_shm_writer *w, uint32_t slot);

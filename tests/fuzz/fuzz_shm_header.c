@@ -134,7 +134,7 @@ static int write_segment(const char *dir, const char *name, uint32_t ring_slots,
         uint32_t slot;
         bool waited_out;
         char err[256];
-        if (mc_shm_writer_take(&w, 0, &slot, &waited_out, err, sizeof(err)) != 0)
+        if (mc_shm_writer_take(&w, 0, true, &slot, &waited_out, err, sizeof(err)) != 0)
             return -1;
         unsigned char *payload = mc_shm_payload_of(base, &g, slot);
         uint64_t size = 1 + n * 7 % 64;

@@ -1428,6 +1428,40 @@ static void test_readers_that_died_inside_slots_do_not_stall_the_writer(void **s
     collector_fini(&c);
 }
 
+/* Readers held in both spares (still in callbacks of messages long gone): a best-effort
+ * writer takes the slot of the message it pushes out anyway instead of waiting pin_timeout
+ * and writing under a reader. */
+static void test_held_spares_do_not_make_the_writer_wait(void **state)
+{
+    const char *cfg = "slots = 8\n";
+    mc_context *ctx[2] = {open_ctx_level(cfg, "info"), open_ctx(cfg)};
+    collector c;
+    collector_init(&c);
+    mc_publisher *pub = publisher(ctx[0], "spares");
+    mc_subscriber *sub = subscribe(ctx[1], "spares", &c);
+    introduce_both(ctx[0], ctx[1]);
+    char name[MC_LOCATOR_MAX + 1];
+    shm_name_of(ctx[0], name, sizeof(name));
+    unsigned char *base = map_segment(name, 4096);
+    mc_shm_header *h = (mc_shm_header *)base;
+    assert_int_equal(h->slot_count, h->ring_slots + 2);
+    for (uint32_t i = h->ring_slots; i < h->slot_count; i++) /* the two spares */
+        atomic_fetch_add(&((mc_shm_pin *)(base + h->pins_offset))[i].count, 1);
+    logs_clear();
+    for (uint64_t s = 1; s <= 3 * 8; s++) {
+        assert_int_equal(publish_seq(pub, s, 100), 0);
+        assert_true(wait_count(&c, s, false));
+    }
+    assert_int_equal(c.bad + c.out_of_order, 0);
+    assert_int_equal(all_drops(sub), 0);
+    assert_int_equal(logs_matching("longer than pin_timeout", "spares"), 0);
+    for (uint32_t i = h->ring_slots; i < h->slot_count; i++)
+        atomic_fetch_sub(&((mc_shm_pin *)(base + h->pins_offset))[i].count, 1);
+    munmap(base, 4096);
+    close_all(ctx, 2);
+    collector_fini(&c);
+}
+
 static int endless_publisher(int to_parent, int from_parent)
 {
     mc_context *ctx = child_ctx("", "killed-pub");
@@ -1562,6 +1596,7 @@ int main(void)
         cmocka_unit_test(test_a_full_dev_shm_gives_clean_errors),
         cmocka_unit_test(test_a_corrupt_segment_is_dropped_and_the_subscriber_lives_on),
         cmocka_unit_test(test_readers_that_died_inside_slots_do_not_stall_the_writer),
+        cmocka_unit_test(test_held_spares_do_not_make_the_writer_wait),
         cmocka_unit_test(test_killing_a_publisher_never_hangs_its_subscriber),
         cmocka_unit_test(test_a_killed_subscriber_costs_reliable_sends_no_timeout),
     };
