@@ -10,6 +10,7 @@
  *   first NS SEQ                 (sub) the first message arrived
  *   sent NS COUNT                (pub) all --count messages were published
  *   received NS COUNT            (sub) --count messages arrived
+ *   counted NS LOST              (sub) on exit: losses the framework counted (lost, overrun)
  *   done RECEIVED LOST CORRUPT   on exit
  *
  * It exits when its job is done and --exit is given, or when stdin reaches end of file
@@ -243,6 +244,13 @@ int main(int argc, char **argv)
     say("open %lld\n", now_ns());
     int status = (n.publisher && n.count > 0) ? publish_all(&n, pub) : 0;
     wait_for_end(&n);
+    if (sub != NULL) {
+        mc_stats st;
+        mc_stats_init(&st);
+        if (mc_subscriber_stats(sub, &st) == 0)
+            say("counted %lld %llu\n", now_ns(),
+                (unsigned long long)(st.dropped[MC_DROP_LOST] + st.dropped[MC_DROP_OVERRUN]));
+    }
     mc_publisher_destroy(pub);
     mc_subscriber_destroy(sub);
     mc_context_close(ctx); /* also closes the extra endpoints */

@@ -59,7 +59,7 @@ work_name=mc-udpdata
 
 # ---- configuration -----------------------------------------------------------------------
 
-write_config() { # FILE DOMAIN DATA_GROUPS
+write_config() { # FILE DOMAIN DATA_GROUPS [UDP_LINE]
 	cat >"$1" <<CONF
 [framework]
 plugins = shm, udp
@@ -77,6 +77,7 @@ heartbeat = 200ms
 expiry = 2s
 send_rate = 200M
 data_groups = $3
+${4:-}
 CONF
 }
 
@@ -163,6 +164,7 @@ build_network
 write_config "$work/host.ini" "$domain" 239.255.233.7/32
 write_config "$work/other.ini" "$domain-other" 239.255.233.7/32
 write_config "$work/unicast.ini" "$domain" none
+write_config "$work/lossy.ini" "$domain" 239.255.233.7/32 "test_drop_every = 97"
 
 # SIZE CONFIG COPIES: one run; the publisher's interface must send COPIES of each datagram
 # (1 with a group, 2 with unicast to a and c).
@@ -221,5 +223,42 @@ for size in 1 65536 8388608; do
 	run_size "$size" host 1
 done
 run_size 8388608 unicast 2
+
+# Loss: the publisher skips every 97th data datagram it sends (test_drop_every; netem is
+# not in every kernel). Of 20 messages of 64 KiB, 48 datagrams each, those holding a
+# skipped datagram are lost, the last one is not; a and c must get the others intact and
+# in order and count exactly those lost, b (shm) gets all 20.
+run_loss() {
+	local topic=net/data/loss tag=loss n d m=0 last=0 lost=0 count_loss=20
+	for ((d = 97; d <= count_loss * 48; d += 97)); do
+		m=$(((d + 47) / 48))
+		[ "$m" = "$last" ] || lost=$((lost + 1))
+		last=$m
+	done
+	[ "$m" -lt "$count_loss" ] || die "the last message must not lose a datagram"
+	local got=$((count_loss - lost))
+	start_node "a$tag" "$ns_a" host sub "$topic" --count "$got" --exit
+	start_node "c$tag" "$ns_c" host sub "$topic" --count "$got" --exit
+	start_node "b$tag" "$ns_b" host sub "$topic" --count "$count_loss" --exit
+	for n in a c b; do
+		wait_line "$work/$n$tag.out" '^[0-9]+ open ' "$(deadline_in 10000)" ||
+			fail "the subscriber in $n ($tag) did not open"
+	done
+	start_node "p$tag" "$ns_b" lossy pub "$topic" --count "$count_loss" --size 65536 \
+		--wait-matched 3
+	for n in a c; do
+		wait_line "$work/$n$tag.out" "^[0-9]+ done $got $lost 0\$" "$(deadline_in 30000)" ||
+			fail "the subscriber in $n did not get $got of $count_loss messages intact with $lost missing"
+		wait_line "$work/$n$tag.out" "^[0-9]+ counted [0-9]+ $lost\$" "$(deadline_in 1000)" ||
+			fail "the subscriber in $n did not count exactly $lost lost"
+		wait "${node_pid[$n$tag]}" || fail "the subscriber in $n exited with $? ($tag)"
+	done
+	wait_line "$work/b$tag.out" "^[0-9]+ done $count_loss 0 0\$" "$(deadline_in 30000)" ||
+		fail "the subscriber in b did not get all $count_loss messages over shm"
+	close_node "p$tag"
+	wait "${node_pid[p$tag]}" || fail "the publisher ($tag) exited with $?"
+	ok "every 97th datagram skipped: a and c got $got of $count_loss messages intact and counted $lost lost; b got all over shm"
+}
+run_loss
 echo "PASS: $name: $passed checks"
 exit 0
