@@ -47,9 +47,10 @@ struct mc_plugin_sub {
 
     /* receive thread only */
     mc_udp_rsm rsm;
-    mc_udp_hold hold;       /* samples of publishers not connected yet */
-    uint32_t source;        /* of the datagram being handled, network order */
-    uint64_t own_unmatched; /* samples of this host's publishers not connected over udp */
+    mc_udp_hold hold;          /* samples of publishers not connected yet */
+    uint32_t source;           /* of the datagram being handled, network order */
+    uint64_t own_unmatched;    /* datagrams of this host's publishers not connected over udp */
+    uint64_t unconnected_lost; /* losses of the group's publishers not connected to us */
     struct sockaddr_in sources[RECV_BATCH];
     uint64_t foreign_topic;
     uint64_t unauthenticated; /* auth_key_file set: no tag, or one that does not verify */
@@ -190,10 +191,11 @@ static void log_stats(mc_plugin_sub *sub)
         sub->plugin->host->log(
             sub->plugin->host->ctx, MC_LOG_DEBUG,
             "topic '%s': udp data group: %llu samples of publishers not connected yet held, "
-            "%llu of them delivered later, %llu never connected; %llu of this host's other "
-            "publishers ignored",
+            "%llu of them delivered later, %llu never connected, %llu lost of such publishers "
+            "(not counted as ours); %llu datagrams of this host's other publishers ignored",
             sub->topic, (unsigned long long)sub->hold.held, (unsigned long long)sub->hold.released,
-            (unsigned long long)sub->hold.expired, (unsigned long long)sub->own_unmatched);
+            (unsigned long long)sub->hold.expired, (unsigned long long)sub->unconnected_lost,
+            (unsigned long long)sub->own_unmatched);
 }
 
 void mc_udp_sub_close(mc_plugin_sub *sub)
@@ -240,9 +242,17 @@ static bool connected(void *user, const mc_endpoint_id *publisher)
     return found;
 }
 
+/* Multicast: a datagram of this host's own address from a publisher not connected over
+ * udp is the looped-back copy of one that shm serves (or that is not matched at all): it
+ * is dropped before reassembly, so it costs neither a copy nor a loss count. */
+static bool own_unconnected(mc_plugin_sub *sub, const mc_endpoint_id *publisher)
+{
+    return mc_udp_data_multicast(sub->plugin) && sub->source == sub->plugin->data.address.s_addr &&
+           !connected(sub, publisher);
+}
+
 /* Multicast brings samples of every publisher of the group (hold.h): those of publishers
- * connected over udp are delivered, after any held before; those of this host's others are
- * dropped at once (they are matched over shm, or not at all); those of other hosts' others
+ * connected over udp are delivered, after any held before; those of other hosts' others
  * are held until their publisher is connected or they age out. */
 static void deliver(void *user, const mc_udp_data_header *h, const void *data)
 {
@@ -253,17 +263,21 @@ static void deliver(void *user, const mc_udp_data_header *h, const void *data)
         if (sub->hold.count > 0)
             mc_udp_hold_release(&sub->hold, sub->plugin->host->now_ns(), connected, hand_over, sub);
         hand_over(sub, h, data);
-    } else if (sub->source == sub->plugin->data.address.s_addr) {
-        sub->own_unmatched++;
     } else {
         mc_udp_hold_put(&sub->hold, h, data, sub->plugin->host->now_ns());
     }
 }
 
-/* Every loss is told with its publisher (a framework older than ABI 1.1 gets the count). */
+/* Every loss is told with its publisher (a framework older than ABI 1.1 gets the count).
+ * Multicast: only losses of publishers connected to this subscriber over udp are its own;
+ * the group's others (another type, not matched yet) are counted here alone. */
 static void report_lost(void *user, const mc_endpoint_id *publisher, uint64_t count)
 {
     mc_plugin_sub *sub = user;
+    if (mc_udp_data_multicast(sub->plugin) && !connected(sub, publisher)) {
+        sub->unconnected_lost += count;
+        return;
+    }
     const mc_host *host = sub->plugin->host;
     if (MC_HAS(host, mc_host, dropped_from))
         host->dropped_from(host->ctx, sub->cookie, publisher, MC_DROP_LOST, count);
@@ -319,6 +333,10 @@ static void handle_datagram(mc_plugin_sub *sub, const uint8_t *buf, size_t len, 
     }
     if (h.topic_id != sub->topic_id) {
         sub->foreign_topic++;
+        return;
+    }
+    if (own_unconnected(sub, &h.publisher)) {
+        sub->own_unmatched++;
         return;
     }
     mc_udp_rsm_add(&sub->rsm, &h, payload, payload_len, now, deliver, sub);

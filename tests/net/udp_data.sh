@@ -237,15 +237,16 @@ run_loss() {
 	done
 	[ "$m" -lt "$count_loss" ] || die "the last message must not lose a datagram"
 	local got=$((count_loss - lost))
-	start_node "a$tag" "$ns_a" host sub "$topic" --count "$got" --exit
-	start_node "c$tag" "$ns_c" host sub "$topic" --count "$got" --exit
-	start_node "b$tag" "$ns_b" host sub "$topic" --count "$count_loss" --exit
-	for n in a c b; do
+	start_node "a$tag" "$ns_a" host sub "$topic" --count "$got" --exit --type pose
+	start_node "c$tag" "$ns_c" host sub "$topic" --count "$got" --exit --type pose
+	start_node "b$tag" "$ns_b" host sub "$topic" --count "$count_loss" --exit --type pose
+	start_node "t$tag" "$ns_c" host sub "$topic" --type other
+	for n in a c b t; do
 		wait_line "$work/$n$tag.out" '^[0-9]+ open ' "$(deadline_in 10000)" ||
 			fail "the subscriber in $n ($tag) did not open"
 	done
 	start_node "p$tag" "$ns_b" lossy pub "$topic" --count "$count_loss" --size 65536 \
-		--wait-matched 3
+		--wait-matched 3 --type pose
 	for n in a c; do
 		wait_line "$work/$n$tag.out" "^[0-9]+ done $got $lost 0\$" "$(deadline_in 30000)" ||
 			fail "the subscriber in $n did not get $got of $count_loss messages intact with $lost missing"
@@ -255,9 +256,18 @@ run_loss() {
 	done
 	wait_line "$work/b$tag.out" "^[0-9]+ done $count_loss 0 0\$" "$(deadline_in 30000)" ||
 		fail "the subscriber in b did not get all $count_loss messages over shm"
+	# b's udp socket hears the looped copies, t (another type) the group: neither may count
+	# the publisher's losses as its own
+	wait_line "$work/b$tag.out" "^[0-9]+ counted [0-9]+ 0\$" "$(deadline_in 1000)" ||
+		fail "the subscriber in b (shm) counted losses of udp copies it never needed"
+	close_node "t$tag"
+	wait_line "$work/t$tag.out" "^[0-9]+ counted [0-9]+ 0\$" "$(deadline_in 10000)" ||
+		fail "the subscriber of another type in c counted losses of a publisher it is not matched with"
+	wait_line "$work/t$tag.out" "^[0-9]+ done 0 0 0\$" "$(deadline_in 10000)" ||
+		fail "the subscriber of another type in c got messages"
 	close_node "p$tag"
 	wait "${node_pid[p$tag]}" || fail "the publisher ($tag) exited with $?"
-	ok "every 97th datagram skipped: a and c got $got of $count_loss messages intact and counted $lost lost; b got all over shm"
+	ok "every 97th datagram skipped: a and c got $got of $count_loss messages intact and counted $lost lost; b got all over shm; neither b nor a subscriber of another type counted a loss"
 }
 run_loss
 echo "PASS: $name: $passed checks"
