@@ -76,6 +76,9 @@ int mc_bench_enter_netns(const bench_opts *o, int role, char *err, size_t err_si
 /* Without --netns: true. Else tries, in a child, to enter both namespaces, and prints
  * why not: one clear error before any measurement starts. */
 bool mc_bench_netns_usable(const bench_opts *o);
+/* The start of latency and throughput: options parsed, namespaces usable, SIGPIPE ignored
+ * (a child's pipe may close). -1 to go on, else the exit status. */
+int mc_bench_start(const cli_command *cmd, int argc, char **argv, bench_opts *o);
 
 int mc_bench_floor(const cli_command *cmd, cli_global *global, int argc, char **argv);
 int mc_bench_latency(const cli_command *cmd, cli_global *global, int argc, char **argv);

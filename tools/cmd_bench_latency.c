@@ -11,7 +11,6 @@
 #define _GNU_SOURCE
 #endif
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -430,13 +429,9 @@ static int run_pair(lat_run *run)
 int mc_bench_latency(const cli_command *cmd, cli_global *global, int argc, char **argv)
 {
     bench_opts o;
-    const char *what = NULL;
-    int rc = mc_bench_parse(cmd, argc, argv, &o, &what);
+    int rc = mc_bench_start(cmd, argc, argv, &o);
     if (rc >= 0)
         return rc;
-    if (!mc_bench_netns_usable(&o))
-        return EXIT_FAILED;
-    signal(SIGPIPE, SIG_IGN);
     lat_run run = {.o = &o, .config = o.config_path ? o.config_path : global->config_path};
     size_t total = 0;
     size_t offsets[BENCH_MAX_SIZES];

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,6 +234,18 @@ bool mc_bench_netns_usable(const bench_opts *o)
         return true;
     pid_t pid = mc_bench_spawn(netns_probe, (void *)o);
     return pid > 0 && mc_bench_reap(&pid, 1, 10000000000ll, NULL, NULL) == 0;
+}
+
+int mc_bench_start(const cli_command *cmd, int argc, char **argv, bench_opts *o)
+{
+    const char *what = NULL;
+    int rc = mc_bench_parse(cmd, argc, argv, o, &what);
+    if (rc >= 0)
+        return rc;
+    if (!mc_bench_netns_usable(o))
+        return EXIT_FAILED;
+    signal(SIGPIPE, SIG_IGN);
+    return -1;
 }
 
 static const char *human_size(size_t size, char *buf, size_t n)

@@ -9,7 +9,6 @@
 #define _GNU_SOURCE
 #endif
 #include <sched.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -357,13 +356,9 @@ static void print_header(const bench_opts *o, double gbps)
 int mc_bench_throughput(const cli_command *cmd, cli_global *global, int argc, char **argv)
 {
     bench_opts o;
-    const char *what = NULL;
-    int rc = mc_bench_parse(cmd, argc, argv, &o, &what);
+    int rc = mc_bench_start(cmd, argc, argv, &o);
     if (rc >= 0)
         return rc;
-    if (!mc_bench_netns_usable(&o))
-        return EXIT_FAILED;
-    signal(SIGPIPE, SIG_IGN);
     double gbps = 0;
     if (!o.no_floor) {
         mc_bench_pin(o.cpus[0]);

@@ -1,7 +1,7 @@
 # Shared by the tests in tests/net: a scratch directory, the clean-up that runs on every exit,
 # and hosts made of network namespaces (a bridge in a switch namespace, hosts a, b and
 # optionally c on veth pairs). The test defines die and skip, and sets run, ns_*, ip_* and work_name, before
-# sourcing it.
+# sourcing it (node_bin too, for start_node).
 work=$(mktemp -d "/tmp/$work_name.XXXXXX") || die "mktemp failed"
 created_ns=()
 started=() # pids of the nodes and line stampers this script started
@@ -111,4 +111,80 @@ build_network() {
 	attach_host "$ns_a" "$ip_a" port-a
 	attach_host "$ns_b" "$ip_b" port-b
 	[ -z "${ns_c:-}" ] || attach_host "$ns_c" "$ip_c" port-c
+}
+
+# ---- nodes: mc_node processes in namespaces, their stamped output -----------------------
+
+declare -A node_pid node_fd
+
+# Children must not inherit the write ends of other nodes' stdin: a node ends cleanly
+# when its stdin reaches end of file, which needs every writer closed.
+close_inputs() {
+	local fd
+	for fd in "${input_fds[@]}"; do
+		eval "exec $fd>&-"
+	done
+}
+
+# Prefixes each line with the microsecond it was read, so that waits measure when a
+# line was written, not when it was polled.
+stamp() {
+	local line
+	while IFS= read -r line; do
+		printf '%s %s\n' "${EPOCHREALTIME/./}" "$line"
+	done
+}
+
+# Starts $node_bin -c CONFIG ARGS... in namespace NS; its stdout and stderr, stamped, go to
+# $work/NAME.out and .err, and it reads stdin from a fifo this script holds open.
+start_node() { # NAME NS CONFIG ARGS...
+	local name=$1 ns=$2 config=$3 fd stream
+	mkfifo "$work/$name.in" "$work/$name.outpipe" "$work/$name.errpipe" || die "mkfifo failed"
+	for stream in out err; do
+		(
+			close_inputs
+			exec <&- >/dev/null
+			stamp <"$work/$name.${stream}pipe" >"$work/$name.$stream"
+		) &
+		started+=($!)
+	done
+	exec {fd}<>"$work/$name.in" # read-write: opening does not wait for the reader
+	(
+		close_inputs
+		exec nsenter --net="$netns_dir/$ns" "$node_bin" -c "$config" "${@:4}" \
+			<"$work/$name.in" >"$work/$name.outpipe" 2>"$work/$name.errpipe" {fd}>&-
+	) &
+	node_pid[$name]=$!
+	started+=($!)
+	node_fd[$name]=$fd
+	input_fds+=("$fd")
+}
+
+# Closes NAME's stdin (a clean exit: mc_context_close says goodbye).
+close_node() {
+	local fd=${node_fd[$1]} i
+	eval "exec $fd>&-"
+	for i in "${!input_fds[@]}"; do
+		[ "${input_fds[$i]}" = "$fd" ] && unset 'input_fds[i]'
+	done
+}
+
+# Finds the first line of FILE matching the extended regex PATTERN, polling until
+# DEADLINE_US; sets `line` (and `line_us`, its stamp, for stamped files).
+line=
+line_us=
+wait_line() { # FILE PATTERN DEADLINE_US
+	while :; do
+		line=$(grep -m1 -E -- "$2" "$1" 2>/dev/null)
+		if [ -n "$line" ]; then
+			line_us=${line%% *}
+			return 0
+		fi
+		[ "$(now_us)" -lt "$3" ] || return 1
+		sleep 0.01
+	done
+}
+
+deadline_in() { # MS
+	echo $(($(now_us) + $1 * 1000))
 }

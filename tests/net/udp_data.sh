@@ -81,77 +81,7 @@ ${4:-}
 CONF
 }
 
-# ---- processes -----------------------------------------------------------------------------
-
-close_inputs() {
-	local fd
-	for fd in "${input_fds[@]}"; do
-		eval "exec $fd>&-"
-	done
-}
-
-stamp() {
-	local line
-	while IFS= read -r line; do
-		printf '%s %s\n' "${EPOCHREALTIME/./}" "$line"
-	done
-}
-
-declare -A node_pid node_fd
-input_fds=()
-# Closes in a child the write ends this script keeps on the other nodes' stdin fifos, so that
-# closing one here is an end of file there.
-close_inputs() {
-	local fd
-	for fd in "${input_fds[@]}"; do
-		eval "exec $fd>&-"
-	done
-}
-
-start_node() { # NAME NS ARGS...
-	local name=$1 ns=$2 config=$3 stream fd
-	mkfifo "$work/$name.in" "$work/$name.outpipe" "$work/$name.errpipe" || die "mkfifo failed"
-	for stream in out err; do
-		(
-			close_inputs
-			exec <&- >/dev/null
-			stamp <"$work/$name.${stream}pipe" >"$work/$name.$stream"
-		) &
-		started+=($!)
-	done
-	exec {fd}<>"$work/$name.in" # read-write: opening does not wait for the reader
-	(
-		close_inputs
-		exec nsenter --net="$netns_dir/$ns" "$node_bin" -c "$work/$config.ini" "${@:4}" \
-			<"$work/$name.in" >"$work/$name.outpipe" 2>"$work/$name.errpipe" {fd}>&-
-	) &
-	node_pid[$name]=$!
-	started+=($!)
-	node_fd[$name]=$fd
-	input_fds+=("$fd")
-}
-
-# Closes NAME's stdin: a clean exit (its context says goodbye).
-close_node() {
-	local fd=${node_fd[$1]} i
-	eval "exec $fd>&-"
-	for i in "${!input_fds[@]}"; do
-		[ "${input_fds[$i]}" = "$fd" ] && unset 'input_fds[i]'
-	done
-}
-
-wait_line() { # FILE PATTERN DEADLINE_US
-	while :; do
-		line=$(grep -m1 -E -- "$2" "$1" 2>/dev/null)
-		[ -n "$line" ] && return 0
-		[ "$(now_us)" -lt "$3" ] || return 1
-		sleep 0.01
-	done
-}
-
-deadline_in() { # MS
-	echo $(($(now_us) + $1 * 1000))
-}
+# ---- processes (start_node, close_node, wait_line: lib.sh) --------------------------------
 
 # Packets veth0 of namespace NS has sent (/proc/net/dev is the reader's namespace's).
 tx_packets() {
@@ -171,11 +101,11 @@ write_config "$work/lossy.ini" "$domain" 239.255.233.7/32 "test_drop_every = 97"
 run_size() {
 	local size=$1 config=$2 copies=$3 topic=net/data/$size-$2 n tx_before
 	local tag=$size-$config
-	start_node "a$tag" "$ns_a" "$config" sub "$topic" --count "$count" --exit --type pose
-	start_node "c$tag" "$ns_c" "$config" sub "$topic" --count "$count" --exit --type pose
-	start_node "b$tag" "$ns_b" "$config" sub "$topic" --count "$count" --exit --type pose
-	start_node "x$tag" "$ns_a" other sub "$topic" --type pose
-	start_node "t$tag" "$ns_c" "$config" sub "$topic" --type other
+	start_node "a$tag" "$ns_a" "$work/$config.ini" sub "$topic" --count "$count" --exit --type pose
+	start_node "c$tag" "$ns_c" "$work/$config.ini" sub "$topic" --count "$count" --exit --type pose
+	start_node "b$tag" "$ns_b" "$work/$config.ini" sub "$topic" --count "$count" --exit --type pose
+	start_node "x$tag" "$ns_a" "$work/other.ini" sub "$topic" --type pose
+	start_node "t$tag" "$ns_c" "$work/$config.ini" sub "$topic" --type other
 	for n in a c b x t; do
 		wait_line "$work/$n$tag.out" '^[0-9]+ open ' "$(deadline_in 10000)" ||
 			fail "the subscriber in $n ($tag) did not open"
@@ -183,7 +113,7 @@ run_size() {
 	tx_before=$(tx_packets "$ns_b")
 	# no --exit: a publisher that left at once could be gone before the subscriber of its
 	# own host opened its segment; it stays until every subscriber is done
-	start_node "p$tag" "$ns_b" "$config" pub "$topic" --count "$count" --size "$size" \
+	start_node "p$tag" "$ns_b" "$work/$config.ini" pub "$topic" --count "$count" --size "$size" \
 		--wait-matched 3 --type pose
 	for n in a c b; do
 		transport=udp
@@ -237,15 +167,15 @@ run_loss() {
 	done
 	[ "$m" -lt "$count_loss" ] || die "the last message must not lose a datagram"
 	local got=$((count_loss - lost))
-	start_node "a$tag" "$ns_a" host sub "$topic" --count "$got" --exit --type pose
-	start_node "c$tag" "$ns_c" host sub "$topic" --count "$got" --exit --type pose
-	start_node "b$tag" "$ns_b" host sub "$topic" --type pose
-	start_node "t$tag" "$ns_c" host sub "$topic" --type other
+	start_node "a$tag" "$ns_a" "$work/host.ini" sub "$topic" --count "$got" --exit --type pose
+	start_node "c$tag" "$ns_c" "$work/host.ini" sub "$topic" --count "$got" --exit --type pose
+	start_node "b$tag" "$ns_b" "$work/host.ini" sub "$topic" --type pose
+	start_node "t$tag" "$ns_c" "$work/host.ini" sub "$topic" --type other
 	for n in a c b t; do
 		wait_line "$work/$n$tag.out" '^[0-9]+ open ' "$(deadline_in 10000)" ||
 			fail "the subscriber in $n ($tag) did not open"
 	done
-	start_node "p$tag" "$ns_b" lossy pub "$topic" --count "$count_loss" --size 65536 \
+	start_node "p$tag" "$ns_b" "$work/lossy.ini" pub "$topic" --count "$count_loss" --size 65536 \
 		--wait-matched 3 --type pose
 	for n in a c; do
 		wait_line "$work/$n$tag.out" "^[0-9]+ done $got $lost 0\$" "$(deadline_in 30000)" ||
