@@ -184,8 +184,11 @@ void mc_bench_setenv(const bench_opts *o, const char *run_name)
     setenv("MEMCAST_UDP_MODE", o->netns[BENCH_ROLE_PUB][0] != '\0' ? "network" : "local", 1);
     if (strcmp(o->transport, "shm") == 0) {
         setenv("MEMCAST_SHM_ACK_TIMEOUT", o->reliable ? "10s" : "0", 1);
-        snprintf(value, sizeof(value), "%d", o->spin ? 1000000 : 0);
-        setenv("MEMCAST_SHM_SPIN_US", value, 1);
+        /* block: the wait the configuration gives (spin_us from -c, else the default) */
+        if (o->spin) {
+            snprintf(value, sizeof(value), "%d", 1000000);
+            setenv("MEMCAST_SHM_SPIN_US", value, 1);
+        }
     }
 }
 

@@ -108,10 +108,15 @@ void mc_shm_bell_unmap(mc_shm_bell *bell)
 
 void mc_shm_bell_ring(mc_shm_bell *bell)
 {
-    atomic_fetch_add(&bell->ring, 1);
-    /* Clearing the flag makes this the only wake until the thread says it sleeps again:
+    /* The caller raised a write sequence first (sequentially consistent), and the thread
+     * sets sleeping before its last look at the write sequences: either it sees the
+     * message, or this sees it sleeping. While it is awake, the bell's line is only read
+     * here, so a busy stream moves no cache line for it.
+     * Clearing the flag makes this the only wake until the thread says it sleeps again:
      * publishes that follow before it runs (from here or other publishers) skip the
      * syscall instead of waking a thread that is already being woken. */
-    if (atomic_exchange(&bell->sleeping, 0))
-        mc_shm_futex_wake(&bell->ring);
+    if (!atomic_load(&bell->sleeping) || !atomic_exchange(&bell->sleeping, 0))
+        return;
+    atomic_fetch_add(&bell->ring, 1);
+    mc_shm_futex_wake(&bell->ring);
 }

@@ -123,7 +123,7 @@ typedef struct mc_shm_bell {
     uint64_t context_lo;
     _Atomic uint32_t ready;
     uint8_t reserved1[20];
-    _Atomic uint32_t ring;     /* futex word: +1 per commit of an attached publisher */
+    _Atomic uint32_t ring;     /* futex word: +1 by a publisher that wakes the thread */
     _Atomic uint32_t sleeping; /* 1 while the wait thread may be in FUTEX_WAIT; cleared by the
                                   publisher that wakes it */
     uint8_t reserved2[56];

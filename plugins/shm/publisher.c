@@ -59,6 +59,8 @@ struct mc_plugin_pub {
     pub_peer *waiting; /* scratch copy of peers for a reliable wait */
     uint16_t next_ticket;
     bool pin_timeout_logged;
+    uint64_t read_by_all; /* reliable: every waited-for subscriber read the messages below */
+    uint32_t read_by_all_version; /* the table_version read_by_all was seen with */
 };
 
 static int64_t monotonic_ns(void)
@@ -514,10 +516,43 @@ static void wait_for_peer(mc_plugin_pub *pub, const pub_peer *peer, uint64_t n, 
     atomic_store(&h->writer_waiting, 0);
 }
 
+/* The lowest cursor of the subscribers just waited for: every one of them has read the
+ * messages below it. */
+static uint64_t lowest_cursor(mc_plugin_pub *pub, size_t count)
+{
+    mc_shm_writer *w = &pub->cur->w;
+    uint64_t lowest = w->write_seq;
+    for (size_t i = 0; i < count; i++) {
+        const pub_peer *peer = &pub->waiting[i];
+        if (peer->entry == NO_ENTRY)
+            continue;
+        mc_shm_entry *e = mc_shm_entry_of(w->base, &w->geo, peer->entry);
+        uint64_t word = atomic_load(&e->cursor);
+        if (atomic_load(&e->state) != MC_SHM_ENTRY_ACTIVE ||
+            (word >> MC_SHM_CURSOR_BITS) != peer->ticket)
+            continue;
+        uint64_t behind = (w->write_seq - word) & MC_SHM_CURSOR_MASK;
+        if (behind >= (UINT64_C(1) << (MC_SHM_CURSOR_BITS - 1)))
+            continue; /* ahead of the writer: mc_shm_cursor_passed counts it as read too */
+        uint64_t at = behind > w->write_seq ? 0 : w->write_seq - behind;
+        if (at < lowest)
+            lowest = at;
+    }
+    return lowest;
+}
+
 /* Before message n leaves the ring, every subscriber still in reliable delivery must have
- * read it. One ack_timeout bounds the whole wait, however many subscribers are slow. */
+ * read it. One ack_timeout bounds the whole wait, however many subscribers are slow.
+ * What they were seen to have read is remembered: a subscriber that connects later starts
+ * at the newest message, so it never holds back an older one, and the next messages whose
+ * slots are already known to be read go out without looking at any cursor (the cursors'
+ * cache lines are written by the readers, and every look costs a transfer between cores). */
 static void wait_for_readers(mc_plugin_pub *pub, uint64_t n)
 {
+    _Atomic uint32_t *table_version = &mc_shm_hdr(pub->cur->base)->table_version;
+    uint32_t version = atomic_load(table_version); /* a rejoin changes it: look again */
+    if (n < pub->read_by_all && version == pub->read_by_all_version)
+        return;
     pthread_mutex_lock(&pub->lock);
     size_t count = pub->peer_count;
     if (count > 0)
@@ -526,6 +561,10 @@ static void wait_for_readers(mc_plugin_pub *pub, uint64_t n)
     int64_t deadline = monotonic_ns() + pub->plugin->cfg.ack_timeout_ms * 1000000;
     for (size_t i = 0; i < count; i++)
         wait_for_peer(pub, &pub->waiting[i], n, deadline);
+    pub->read_by_all_version = version;
+    pub->read_by_all = lowest_cursor(pub, count);
+    if (pub->read_by_all <= n)
+        pub->read_by_all = n + 1; /* dropped on the way, or gone: not waited for again */
 }
 
 /* ---- sending ------------------------------------------------------------------------------ */

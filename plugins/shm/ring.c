@@ -379,10 +379,23 @@ static mc_shm_read fill_sample(mc_shm_reader *r, uint32_t slot, mc_sample *sampl
     return MC_SHM_READ_MESSAGE;
 }
 
+/* The write sequence, read from the header only when the reader has caught up with the
+ * last value it read: the header's line changes with every commit, so a reader that is
+ * behind saves a transfer between cores per message. A message the writer overwrote in
+ * the meantime still shows in its slot's state (explain_mismatch reads write_seq again). */
+static uint64_t written_so_far(mc_shm_reader *r)
+{
+    if (r->cursor < r->known_written && r->known_written - r->cursor <= r->geo.ring_slots)
+        return r->known_written;
+    r->known_written =
+        atomic_load_explicit(&mc_shm_hdr(r->base)->write_seq, memory_order_acquire);
+    return r->known_written;
+}
+
 mc_shm_read mc_shm_reader_begin(mc_shm_reader *r, mc_sample *sample, uint64_t *lost,
                                 const char **problem)
 {
-    uint64_t written = atomic_load_explicit(&mc_shm_hdr(r->base)->write_seq, memory_order_acquire);
+    uint64_t written = written_so_far(r);
     if (written < r->cursor) {
         *problem = "the write sequence went backwards";
         return MC_SHM_READ_CORRUPT;
@@ -455,8 +468,11 @@ bool mc_shm_entry_advance(unsigned char *base, const mc_shm_geometry *g, uint32_
         if (atomic_compare_exchange_weak(&e->cursor, &word, desired))
             break;
     }
+    /* One wake per sleep of the writer, as with the doorbell: it sets writer_waiting again
+     * before every sleep, and the first reader to move clears it, so the readers behind
+     * make no syscall for every message they read while it is being woken. */
     mc_shm_header *h = mc_shm_hdr(base);
-    if (atomic_load(&h->writer_waiting)) {
+    if (atomic_load(&h->writer_waiting) && atomic_exchange(&h->writer_waiting, 0)) {
         atomic_fetch_add(&h->ack_word, 1);
         mc_shm_futex_wake(&h->ack_word);
     }

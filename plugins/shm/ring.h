@@ -148,7 +148,8 @@ typedef struct mc_shm_reader {
     unsigned char *base;
     mc_shm_geometry geo;
     mc_endpoint_id publisher;
-    uint64_t cursor; /* next message number to read */
+    uint64_t cursor;        /* next message number to read */
+    uint64_t known_written; /* write_seq as last read (0: not read yet) */
     uint32_t pinned; /* slot held by the message being delivered */
     uint64_t pinned_state;
 } mc_shm_reader;

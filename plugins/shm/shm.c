@@ -79,6 +79,14 @@ static const mc_config_key shm_config_schema[] = {
             "sleeps: trades CPU for latency (a wake-up from sleep costs a few microseconds)",
      .min = 0,
      .max = 1000000},
+    {.name = "look_us",
+     .type = MC_CFG_INT,
+     .default_value = "5",
+     .doc = "microseconds a subscriber's wait thread that just delivered keeps looking before it "
+            "sleeps, while that pays: after a look that found nothing it sleeps at once, and "
+            "tries again every 64 sleeps (0: never; spin_us > 0 replaces it)",
+     .min = 0,
+     .max = 1000},
     {.name = "trusted_owners",
      .type = MC_CFG_STRING,
      .default_value = "",
@@ -145,6 +153,8 @@ static int read_config(mc_plugin *p)
         rc = h->config_int(h->ctx, "max_subscribers", &c->max_subscribers);
     if (rc == 0)
         rc = h->config_int(h->ctx, "spin_us", &c->spin_us);
+    if (rc == 0)
+        rc = h->config_int(h->ctx, "look_us", &c->look_us);
     if (rc == 0)
         rc = h->config_bool(h->ctx, "reap", &c->reap);
     if (rc == 0)

@@ -28,6 +28,7 @@ typedef struct shm_config {
     int64_t pin_timeout_ms;
     int64_t max_subscribers;
     int64_t spin_us;
+    int64_t look_us;
     bool reap;
     mc_shm_owners owners; /* whose segments and doorbells this process opens */
 } shm_config;
@@ -64,6 +65,7 @@ struct mc_plugin {
     shm_att *atts;
     size_t live_atts;
     int64_t last_liveness_ns;
+    uint32_t look_misses; /* looks before sleeping that found nothing, in a row */
 };
 
 /* Logs through the host and, for errors returned from an op, also sets the detail. */

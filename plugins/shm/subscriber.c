@@ -311,6 +311,7 @@ static void att_follow(mc_plugin *p, shm_att *att, uint32_t next)
     att->reader.base = m.base;
     att->reader.geo = m.geo;
     att->reader.cursor = base_seq;
+    att->reader.known_written = 0;
     att->entry = -1;
     att->table_searched = false;
     att_adopt_entry(att);
@@ -478,16 +479,36 @@ static void check_publishers(mc_plugin *p)
     pthread_mutex_unlock(&p->lock);
 }
 
-/* Keeps looking for up to spin_us before the thread sleeps (spin_us = 0: never). */
-static bool spin_found_work(mc_plugin *p)
+/* Keeps looking for up to us microseconds. */
+static bool look_found_work(mc_plugin *p, int64_t us)
 {
-    if (p->cfg.spin_us <= 0 || p->live_atts == 0)
-        return false;
-    int64_t until = monotonic_ns() + p->cfg.spin_us * 1000;
+    int64_t until = monotonic_ns() + us * 1000;
     while (monotonic_ns() < until && !atomic_load(&p->stopping))
         if (scan_all(p))
             return true;
     return false;
+}
+
+/* After a delivery, before the thread sleeps: spin_us looks that long every time; else a
+ * look of look_us, only while looking pays. A publisher streaming faster than a wake-up
+ * (several microseconds here) is then read without a sleep and a wake per message on
+ * either side; a topic with gaps longer than the look stops paying for it after one
+ * miss, and tries again every LOOK_RETRY sleeps. */
+#define LOOK_RETRY 64
+
+static bool look_before_sleep(mc_plugin *p)
+{
+    if (p->live_atts == 0)
+        return false;
+    if (p->cfg.spin_us > 0)
+        return look_found_work(p, p->cfg.spin_us);
+    if (p->cfg.look_us <= 0 || (p->look_misses > 0 && p->look_misses % LOOK_RETRY != 0)) {
+        p->look_misses += p->look_misses > 0;
+        return false;
+    }
+    bool found = look_found_work(p, p->cfg.look_us);
+    p->look_misses = found ? 0 : p->look_misses + 1;
+    return found;
 }
 
 static void *wait_thread(void *arg)
@@ -502,7 +523,7 @@ static void *wait_thread(void *arg)
             p->last_liveness_ns = now;
             check_publishers(p);
         }
-        if (scan_all(p) || spin_found_work(p))
+        if (scan_all(p) || look_before_sleep(p))
             continue;
         atomic_store(&bell->sleeping, 1);
         uint32_t seen = atomic_load(&bell->ring);
