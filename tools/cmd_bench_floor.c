@@ -73,6 +73,32 @@ void mc_bench_fill(void *buf, size_t size, uint64_t seq, uint64_t salt)
         p[i] = (unsigned char)(seq + i);
 }
 
+/* Words 1.. summed two lanes at a time with two accumulators (a GCC/clang vector type,
+ * SSE2 on any x86-64): twice the speed of a word at a time in this machine's cache, so the
+ * check costs the subscriber less than the transport it measures. */
+typedef uint64_t bench_u64x2 __attribute__((vector_size(16)));
+
+static uint64_t sum_words(const unsigned char *p, size_t words)
+{
+    bench_u64x2 a = {0, 0}, b = {0, 0};
+    size_t j = 1;
+    for (; j + 4 <= words; j += 4) {
+        bench_u64x2 x, y;
+        memcpy(&x, p + j * 8, sizeof(x));
+        memcpy(&y, p + (j + 2) * 8, sizeof(y));
+        a += x;
+        b += y;
+    }
+    a += b;
+    uint64_t sum = a[0] + a[1];
+    for (; j < words; j++) {
+        uint64_t w;
+        memcpy(&w, p + j * 8, 8);
+        sum += w;
+    }
+    return sum;
+}
+
 bool mc_bench_verify(const void *buf, size_t size, uint64_t salt, uint64_t *seq_out)
 {
     const unsigned char *p = buf;
@@ -81,12 +107,7 @@ bool mc_bench_verify(const void *buf, size_t size, uint64_t salt, uint64_t *seq_
     if (words == 0)
         return false;
     memcpy(&seq, p, 8);
-    uint64_t sum = 0;
-    for (size_t j = 1; j < words; j++) {
-        uint64_t w;
-        memcpy(&w, p + j * 8, 8);
-        sum += w;
-    }
+    uint64_t sum = sum_words(p, words);
     uint64_t n = words - 1;
     uint64_t tri = (n % 2 == 0) ? (n / 2) * (n + 1) : n * ((n + 1) / 2); /* 1 + .. + n */
     uint64_t expect = n * pattern_base(seq, salt) + tri * PATTERN_STEP;
