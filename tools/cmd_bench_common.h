@@ -80,6 +80,17 @@ bool mc_bench_netns_usable(const bench_opts *o);
  * (a child's pipe may close). -1 to go on, else the exit status. */
 int mc_bench_start(const cli_command *cmd, int argc, char **argv, bench_opts *o);
 
+/* The streaming floor of one size (tools/cmd_bench_stream.c): a writer pinned to cpus[0]
+ * and a reader pinned to cpus[1] move messages of size bytes through a ring of 8 slots in
+ * shared memory, with the bench's fill and check per message. count is capped so that the
+ * run stays short. Returns 0, or -1 with the reason on stderr and *out all zero. */
+typedef struct bench_stream_floor {
+    long count;
+    double msgs_per_s, mb_per_s; /* MB = 1e6 bytes */
+} bench_stream_floor;
+
+int mc_bench_stream_floor(const bench_opts *o, size_t size, long count, bench_stream_floor *out);
+
 int mc_bench_floor(const cli_command *cmd, cli_global *global, int argc, char **argv);
 int mc_bench_latency(const cli_command *cmd, cli_global *global, int argc, char **argv);
 int mc_bench_throughput(const cli_command *cmd, cli_global *global, int argc, char **argv);

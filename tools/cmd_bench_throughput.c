@@ -3,7 +3,10 @@
  * can (every byte written, a pattern derived from the sequence) to 1..8 subscriber
  * processes, which check every byte and count what arrived. Rate = messages / (first
  * send .. last arrival at the slowest subscriber). The publisher's CPU time per message
- * shows what each additional subscriber costs it.
+ * shows what each additional subscriber costs it. With one subscriber over shared memory,
+ * each size is preceded by its streaming floor (tools/cmd_bench_stream.c), the same work
+ * through a bare ring, measured in the same minute: this machine's bandwidth varies too much
+ * for a figure taken at another time to be a reference.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -307,17 +310,45 @@ static tp_figures figures(const tp_run *run)
     return f;
 }
 
-static void print_figures(const tp_run *run, const tp_figures *f, double memcpy_gbps, bool first)
+/* What a size is read against: one core's memcpy, and the streaming floor (0: not measured). */
+typedef struct tp_refs {
+    double memcpy_gbps;
+    bench_stream_floor stream;
+} tp_refs;
+
+/* The floor is a shared-memory figure between two processes: nothing to compare several
+ * subscribers or another host with. */
+static bool stream_floor_planned(const bench_opts *o)
+{
+    return !o->no_floor && o->subscribers == 1 && o->netns[BENCH_ROLE_PUB][0] == '\0';
+}
+
+static double floor_ratio(const tp_figures *f, const tp_refs *refs)
+{
+    return refs->stream.msgs_per_s > 0 ? f->msgs_per_s / refs->stream.msgs_per_s : 0;
+}
+
+static void print_figures_json(const tp_run *run, const tp_figures *f, const tp_refs *refs,
+                               bool first)
+{
+    double memcpy_gbps = refs->memcpy_gbps;
+    printf("%s{\"size\": %zu, \"count\": %ld, \"received\": %llu, \"msgs_per_s\": %.0f, "
+           "\"mb_per_s\": %.1f, \"lost\": %llu, \"corrupt\": %llu, \"overrun\": %llu, "
+           "\"pub_cpu_ns_per_msg\": %.1f, \"memcpy_ratio\": %.3f, \"floor_msgs_per_s\": %.0f, "
+           "\"floor_mb_per_s\": %.1f, \"floor_ratio\": %.3f}",
+           first ? "" : ", ", run->size, run->count, (unsigned long long)f->received_min,
+           f->msgs_per_s, f->mb_per_s, (unsigned long long)f->lost, (unsigned long long)f->corrupt,
+           (unsigned long long)f->overrun, f->cpu_ns_per_msg,
+           memcpy_gbps > 0 ? f->mb_per_s / 1000.0 / memcpy_gbps : 0, refs->stream.msgs_per_s,
+           refs->stream.mb_per_s, floor_ratio(f, refs));
+}
+
+static void print_figures(const tp_run *run, const tp_figures *f, const tp_refs *refs, bool first)
 {
     const bench_opts *o = run->o;
+    double memcpy_gbps = refs->memcpy_gbps;
     if (o->json) {
-        printf("%s{\"size\": %zu, \"count\": %ld, \"received\": %llu, \"msgs_per_s\": %.0f, "
-               "\"mb_per_s\": %.1f, \"lost\": %llu, \"corrupt\": %llu, \"overrun\": %llu, "
-               "\"pub_cpu_ns_per_msg\": %.1f, \"memcpy_ratio\": %.3f}",
-               first ? "" : ", ", run->size, run->count, (unsigned long long)f->received_min,
-               f->msgs_per_s, f->mb_per_s, (unsigned long long)f->lost,
-               (unsigned long long)f->corrupt, (unsigned long long)f->overrun, f->cpu_ns_per_msg,
-               memcpy_gbps > 0 ? f->mb_per_s / 1000.0 / memcpy_gbps : 0);
+        print_figures_json(run, f, refs, first);
         return;
     }
     printf("  %10zu %10ld %12.0f %10.1f %8llu %8llu %8llu %14.1f", run->size, run->count,
@@ -325,6 +356,10 @@ static void print_figures(const tp_run *run, const tp_figures *f, double memcpy_
            (unsigned long long)f->overrun, f->cpu_ns_per_msg);
     if (memcpy_gbps > 0)
         printf("   %5.1f%%", 100.0 * f->mb_per_s / 1000.0 / memcpy_gbps);
+    if (stream_floor_planned(o) && refs->stream.msgs_per_s > 0)
+        printf(" %12.0f %8.2f", refs->stream.msgs_per_s, floor_ratio(f, refs));
+    else if (stream_floor_planned(o))
+        printf(" %12s %8s", "-", "-");
     printf("\n");
 }
 
@@ -349,8 +384,52 @@ static void print_header(const bench_opts *o, double gbps)
     if (netns)
         printf("network namespaces: publisher in %s, subscribers in %s\n", o->netns[BENCH_ROLE_PUB],
                o->netns[BENCH_ROLE_SUB]);
-    printf("  %10s %10s %12s %10s %8s %8s %8s %14s%s\n", "size", "count", "msg/s", "MB/s", "lost",
+    printf("  %10s %10s %12s %10s %8s %8s %8s %14s%s", "size", "count", "msg/s", "MB/s", "lost",
            "corrupt", "overrun", "pub CPU ns/msg", gbps > 0 ? "  of memcpy" : "");
+    if (stream_floor_planned(o))
+        printf(" %12s %8s", "floor msg/s", "of floor");
+    printf("\n");
+}
+
+static void print_footer(const bench_opts *o, double gbps)
+{
+    if (o->json) {
+        printf("]}\n");
+        return;
+    }
+    if (gbps > 0)
+        printf("  memcpy bandwidth, one core, 1 MiB blocks: %.2f GB/s\n", gbps);
+    if (stream_floor_planned(o))
+        printf("  floor: the same fill and check per message through a bare %s ring of 8 slots "
+               "between two processes, measured right before each size\n",
+               o->zero_copy ? "zero-copy" : "copy");
+}
+
+/* One core's memcpy bandwidth, measured on the publisher's CPU. */
+static double measure_memcpy(const bench_opts *o)
+{
+    mc_bench_pin(o->cpus[0]);
+    double gbps = mc_bench_memcpy_gbps();
+    cpu_set_t all;
+    CPU_ZERO(&all);
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        CPU_SET(c, &all);
+    sched_setaffinity(0, sizeof(all), &all);
+    return gbps;
+}
+
+/* The floor, then memcast, for one size. 0: measured and clean; 1: corrupt or (reliable)
+ * lost; -1: the run failed, stop. */
+static int measure_size(tp_run *run, tp_refs *refs, bool first)
+{
+    refs->stream = (bench_stream_floor){0};
+    if (stream_floor_planned(run->o))
+        mc_bench_stream_floor(run->o, run->size, run->count, &refs->stream);
+    if (run_size(run) != 0)
+        return -1;
+    tp_figures f = figures(run);
+    print_figures(run, &f, refs, first);
+    return f.corrupt > 0 || (run->o->reliable && f.lost > 0) ? 1 : 0;
 }
 
 int mc_bench_throughput(const cli_command *cmd, cli_global *global, int argc, char **argv)
@@ -359,41 +438,24 @@ int mc_bench_throughput(const cli_command *cmd, cli_global *global, int argc, ch
     int rc = mc_bench_start(cmd, argc, argv, &o);
     if (rc >= 0)
         return rc;
-    double gbps = 0;
-    if (!o.no_floor) {
-        mc_bench_pin(o.cpus[0]);
-        gbps = mc_bench_memcpy_gbps();
-        cpu_set_t all;
-        CPU_ZERO(&all);
-        for (int c = 0; c < CPU_SETSIZE; c++)
-            CPU_SET(c, &all);
-        sched_setaffinity(0, sizeof(all), &all);
-    }
+    tp_refs refs = {.memcpy_gbps = o.no_floor ? 0 : measure_memcpy(&o)};
     mc_bench_setenv(&o, "throughput");
     tp_shared *sh = mc_bench_shared_alloc(sizeof(tp_shared));
     if (sh == NULL)
         return EXIT_FAILED;
-    print_header(&o, gbps);
-    int status = EXIT_OK;
-    for (size_t i = 0; i < o.nsizes; i++) {
+    print_header(&o, refs.memcpy_gbps);
+    int status = EXIT_OK, outcome = 0;
+    for (size_t i = 0; i < o.nsizes && outcome >= 0; i++) {
         memset(sh, 0, sizeof(*sh));
         tp_run run = {.o = &o,
                       .config = o.config_path ? o.config_path : global->config_path,
                       .sh = sh,
                       .size = o.sizes[i],
                       .count = o.count > 0 ? o.count : mc_bench_default_count(o.sizes[i], true)};
-        if (run_size(&run) != 0) {
-            status = EXIT_FAILED;
-            break;
-        }
-        tp_figures f = figures(&run);
-        print_figures(&run, &f, gbps, i == 0);
-        if (f.corrupt > 0 || (o.reliable && f.lost > 0))
+        outcome = measure_size(&run, &refs, i == 0);
+        if (outcome != 0)
             status = EXIT_FAILED;
     }
-    if (o.json)
-        printf("]}\n");
-    if (!o.json && gbps > 0)
-        printf("  memcpy bandwidth, one core, 1 MiB blocks: %.2f GB/s\n", gbps);
+    print_footer(&o, refs.memcpy_gbps);
     return status;
 }
