@@ -22,7 +22,9 @@
 #define MC_SHM_BELL_MAGIC     0x4c42434du /* "MCBL" */
 #define MC_SHM_LAYOUT_VERSION 1
 #define MC_SHM_LINE           64u /* cache line: the unit of every region */
-#define MC_SHM_SPARES         2u  /* physical slots beyond the ring: one for send, one for a loan */
+/* Physical slots beyond the ring (spares): one for a send, one for a loan, and one more for
+ * each subscribing context that may hold a slot inside a callback, up to the ring's size. */
+#define MC_SHM_MIN_SPARES 2u
 
 /* Bounds a reader enforces on a header before trusting any of it. */
 #define MC_SHM_MAX_RING_SLOTS    1024u
@@ -39,7 +41,7 @@ typedef struct mc_shm_header {
     uint16_t layout_version;   /* MC_SHM_LAYOUT_VERSION */
     uint16_t header_size;      /* sizeof(mc_shm_header) */
     uint32_t ring_slots;       /* N: messages a subscriber can find */
-    uint32_t slot_count;       /* N + MC_SHM_SPARES physical slots */
+    uint32_t slot_count;       /* N + spares (2 to N + 2) physical slots */
     uint64_t slot_capacity;    /* payload bytes per slot */
     uint64_t slot_stride;      /* bytes from one slot to the next */
     uint64_t segment_size;     /* bytes of the whole file */

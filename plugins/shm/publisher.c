@@ -59,7 +59,8 @@ struct mc_plugin_pub {
     pub_peer *waiting; /* scratch copy of peers for a reliable wait */
     uint16_t next_ticket;
     bool pin_timeout_logged;
-    uint64_t read_by_all; /* reliable: every waited-for subscriber read the messages below */
+    _Atomic uint32_t contexts; /* distinct subscribing contexts (doorbells) among peers */
+    uint64_t read_by_all;      /* reliable: every waited-for subscriber read the messages below */
     uint32_t read_by_all_version; /* the table_version read_by_all was seen with */
 };
 
@@ -84,13 +85,23 @@ static void gen_free(shm_gen *g)
     free(g);
 }
 
-static int gen_create(mc_plugin_pub *pub, uint32_t number, uint64_t capacity, uint64_t base_seq,
-                      shm_gen **out)
+/* Spares for a generation written while `contexts` subscribing contexts are connected:
+ * each may hold one slot inside a callback, and the writer still finds one for a send and
+ * one for a loan, so a best-effort writer never reuses a slot under a reader. */
+static uint32_t spares_for(const mc_plugin *p, uint32_t contexts)
+{
+    uint32_t most = mc_shm_max_spares((uint32_t)p->cfg.slots);
+    uint32_t wanted = MC_SHM_MIN_SPARES + contexts;
+    return wanted < most ? wanted : most;
+}
+
+static int gen_create(mc_plugin_pub *pub, uint32_t number, uint64_t capacity, uint32_t spares,
+                      uint64_t base_seq, shm_gen **out)
 {
     mc_plugin *p = pub->plugin;
     mc_shm_geometry geo;
-    if (mc_shm_geometry_compute((uint32_t)p->cfg.slots, (uint32_t)p->cfg.max_subscribers, capacity,
-                                &geo) != 0)
+    if (mc_shm_geometry_compute((uint32_t)p->cfg.slots, spares, (uint32_t)p->cfg.max_subscribers,
+                                capacity, &geo) != 0)
         return mc_shm_fail(p, MC_EMSGSIZE, "topic '%s': slots of %" PRIu64 " bytes are too large",
                            pub->topic, capacity);
     shm_gen *g = calloc(1, sizeof(*g));
@@ -270,7 +281,8 @@ int mc_shm_pub_open(mc_plugin *p, const mc_endpoint_info *info, void *cookie, mc
         return mc_shm_fail(p, MC_EINVAL, "topic '%s': cannot build a segment name", info->topic);
     }
     pthread_mutex_init(&pub->lock, NULL);
-    int rc = gen_create(pub, 0, p->cfg.min_size, 0, &pub->anchor);
+    /* room for one subscribing context from the start: the usual case needs no growth */
+    int rc = gen_create(pub, 0, p->cfg.min_size, spares_for(p, 1), 0, &pub->anchor);
     if (rc != 0) {
         pthread_mutex_destroy(&pub->lock);
         free(pub);
@@ -364,6 +376,18 @@ static int peers_reserve_locked(mc_plugin_pub *pub)
     return 0;
 }
 
+static uint32_t count_contexts_locked(const mc_plugin_pub *pub)
+{
+    uint32_t count = 0;
+    for (size_t i = 0; i < pub->peer_count; i++) {
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = pub->peers[j].bell == pub->peers[i].bell;
+        count += !seen;
+    }
+    return count;
+}
+
 static pub_peer *peer_find_locked(mc_plugin_pub *pub, const mc_endpoint_id *id)
 {
     for (size_t i = 0; i < pub->peer_count; i++)
@@ -393,6 +417,7 @@ int mc_shm_pub_connect(mc_plugin_pub *pub, const mc_peer *sub)
         if (untracked)
             peer.entry = NO_ENTRY;
         pub->peers[pub->peer_count++] = peer;
+        atomic_store(&pub->contexts, count_contexts_locked(pub));
     }
     pthread_mutex_unlock(&pub->lock);
     if (untracked)
@@ -418,6 +443,7 @@ void mc_shm_pub_disconnect(mc_plugin_pub *pub, const mc_endpoint_id *sub)
         entry_release_locked(pub, peer);
         bell = peer->bell;
         *peer = pub->peers[--pub->peer_count];
+        atomic_store(&pub->contexts, count_contexts_locked(pub));
     }
     pthread_mutex_unlock(&pub->lock);
     if (bell != NULL)
@@ -600,15 +626,19 @@ static void copy_table_locked(mc_plugin_pub *pub, shm_gen *to)
     }
 }
 
-/* A message larger than the slots: the next generation takes over. Subscribers read the
- * old one to its end, then follow next_generation. */
-static int grow(mc_plugin_pub *pub, uint64_t size)
+/* A message larger than the slots, or more subscribing contexts than the spares serve:
+ * the next generation takes over. Subscribers read the old one to its end, then follow
+ * next_generation. */
+static int grow(mc_plugin_pub *pub, uint64_t size, uint32_t spares)
 {
     mc_plugin *p = pub->plugin;
     shm_gen *old = pub->cur;
     shm_gen *next = NULL;
-    int rc =
-        gen_create(pub, old->number + 1, grown_capacity(&p->cfg, size), old->w.write_seq, &next);
+    uint64_t capacity =
+        size > old->w.geo.capacity ? grown_capacity(&p->cfg, size) : old->w.geo.capacity;
+    if (spares < old->w.spares)
+        spares = old->w.spares; /* never fewer: contexts may come back */
+    int rc = gen_create(pub, old->number + 1, capacity, spares, old->w.write_seq, &next);
     if (rc != 0)
         return rc;
     if (old != pub->anchor && (rc = remember_superseded(pub, old->number)) != 0) {
@@ -625,10 +655,16 @@ static int grow(mc_plugin_pub *pub, uint64_t size)
     pub->cur = next;
     ring_all_locked(pub);
     pthread_mutex_unlock(&pub->lock);
+    char why[100];
+    if (next->w.geo.capacity > old->w.geo.capacity)
+        snprintf(why, sizeof(why), "a message of %" PRIu64 " bytes needs larger slots", size);
+    else
+        snprintf(why, sizeof(why), "%u subscribing contexts need more spare slots",
+                 atomic_load(&pub->contexts));
     p->host->log(p->host->ctx, MC_LOG_INFO,
-                 "topic '%s': a message of %" PRIu64 " bytes needs larger slots: generation %u "
-                 "has %" PRIu64 "-byte slots (%" PRIu64 " bytes in all)",
-                 pub->topic, size, next->number, next->w.geo.capacity, next->size);
+                 "topic '%s': %s: generation %u has %" PRIu64 "-byte slots and %u spares (%" PRIu64
+                 " bytes in all)",
+                 pub->topic, why, next->number, next->w.geo.capacity, next->w.spares, next->size);
     if (old == pub->anchor && old->fd >= 0) { /* mapped for ever, written no more */
         close(old->fd);
         old->fd = old->w.fd = -1;
@@ -640,7 +676,10 @@ static int grow(mc_plugin_pub *pub, uint64_t size)
 static int take_slot(mc_plugin_pub *pub, uint64_t size, uint32_t *slot)
 {
     mc_plugin *p = pub->plugin;
-    int rc = size > pub->cur->w.geo.capacity ? grow(pub, size) : 0;
+    uint32_t spares = spares_for(p, atomic_load(&pub->contexts));
+    int rc = size > pub->cur->w.geo.capacity || spares > pub->cur->w.spares
+                 ? grow(pub, size, spares)
+                 : 0;
     if (rc != 0)
         return rc;
     bool waited_out = false;

@@ -22,15 +22,21 @@ static uint64_t round_up(uint64_t value, uint64_t unit)
     return (value + unit - 1) / unit * unit;
 }
 
-int mc_shm_geometry_compute(uint32_t ring_slots, uint32_t table_entries, uint64_t capacity,
-                            mc_shm_geometry *g)
+uint32_t mc_shm_max_spares(uint32_t ring_slots)
+{
+    return ring_slots + MC_SHM_MIN_SPARES;
+}
+
+int mc_shm_geometry_compute(uint32_t ring_slots, uint32_t spares, uint32_t table_entries,
+                            uint64_t capacity, mc_shm_geometry *g)
 {
     memset(g, 0, sizeof(*g));
     if (ring_slots < 2 || ring_slots > MC_SHM_MAX_RING_SLOTS || table_entries < 1 ||
-        table_entries > MC_SHM_MAX_TABLE_ENTRIES || capacity > MC_SHM_MAX_CAPACITY)
+        table_entries > MC_SHM_MAX_TABLE_ENTRIES || capacity > MC_SHM_MAX_CAPACITY ||
+        spares < MC_SHM_MIN_SPARES || spares > mc_shm_max_spares(ring_slots))
         return MC_EINVAL;
     g->ring_slots = ring_slots;
-    g->slot_count = ring_slots + MC_SHM_SPARES;
+    g->slot_count = ring_slots + spares;
     g->table_entries = table_entries;
     g->capacity = capacity < MC_SHM_LINE ? MC_SHM_LINE : round_up(capacity, MC_SHM_LINE);
     g->stride = sizeof(mc_shm_slot) + g->capacity;
@@ -122,10 +128,11 @@ const char *mc_shm_header_check(unsigned char *base, const mc_shm_expect *expect
         return "bad magic";
     if (LD(h->layout_version) != MC_SHM_LAYOUT_VERSION)
         return "unknown layout version";
-    if (LD(h->slot_count) != LD(h->ring_slots) + MC_SHM_SPARES)
-        return "slot count is not ring slots + 2";
-    if (mc_shm_geometry_compute(LD(h->ring_slots), LD(h->table_entries), LD(h->slot_capacity), g) !=
-        0)
+    uint32_t ring_slots = LD(h->ring_slots), slot_count = LD(h->slot_count);
+    if (slot_count < ring_slots)
+        return "fewer slots than ring positions";
+    if (mc_shm_geometry_compute(ring_slots, slot_count - ring_slots, LD(h->table_entries),
+                                LD(h->slot_capacity), g) != 0)
         return "slot counts or capacity out of bounds";
     const char *problem = header_fields_problem(h, g, expect);
     if (problem != NULL)
@@ -148,16 +155,18 @@ int mc_shm_writer_init(mc_shm_writer *w, unsigned char *base, const mc_shm_geome
                        uint64_t base_seq)
 {
     memset(w, 0, sizeof(*w));
+    w->spares = g->slot_count - g->ring_slots;
     w->stale_pins = calloc(g->slot_count, sizeof(*w->stale_pins));
     w->reserved = calloc(g->slot_count, sizeof(*w->reserved));
-    if (w->stale_pins == NULL || w->reserved == NULL) {
+    w->free_slots = calloc(w->spares, sizeof(*w->free_slots));
+    if (w->stale_pins == NULL || w->reserved == NULL || w->free_slots == NULL) {
         mc_shm_writer_fini(w);
         return MC_ENOMEM;
     }
     w->base = base;
     w->geo = *g;
     w->fd = fd;
-    for (uint32_t i = 0; i < MC_SHM_SPARES; i++)
+    for (uint32_t i = 0; i < w->spares; i++)
         w->free_slots[w->free_count++] = g->ring_slots + i;
     w->ring_taken = UINT32_MAX;
     w->write_seq = base_seq;
@@ -169,8 +178,10 @@ void mc_shm_writer_fini(mc_shm_writer *w)
 {
     free(w->stale_pins);
     free(w->reserved);
+    free(w->free_slots);
     w->stale_pins = NULL;
     w->reserved = NULL;
+    w->free_slots = NULL;
 }
 
 static int64_t monotonic_ns(void)
@@ -246,7 +257,7 @@ int mc_shm_writer_take(mc_shm_writer *w, int64_t pin_timeout_ns, bool may_take_o
     if (w->free_count == 0)
         return MC_EBUSY;
     uint32_t i = pick_free_index(w);
-    /* Readers in both spares (still in callbacks of messages that left the ring): rather
+    /* Readers in every spare (still in callbacks of messages that left the ring): rather
      * than wait for them and then write under them, take the oldest message's slot, which
      * the commit would push out; readers of that message count it lost instead of reading
      * it torn. Not in reliable mode, where it may still be unread. */
@@ -284,7 +295,7 @@ void mc_shm_writer_give_back(mc_shm_writer *w, uint32_t slot)
     bool in_ring = slot == w->ring_taken && slot == next_position_slot(w);
     if (slot == w->ring_taken)
         w->ring_taken = UINT32_MAX;
-    if (!in_ring && w->free_count < MC_SHM_SPARES)
+    if (!in_ring && w->free_count < w->spares)
         w->free_slots[w->free_count++] = slot;
 }
 
@@ -347,7 +358,7 @@ static mc_shm_read explain_mismatch(mc_shm_reader *r, uint64_t state, uint64_t *
     if (state % 2 == 0 && state >= 2 && state / 2 > written)
         written = state / 2;
     /* odd: the writer is writing message m here, taken from the position of message
-     * m - N (both spares held by readers): that one counts as overwritten */
+     * m - N (every spare held by readers): that one counts as overwritten */
     if (state % 2 == 1 && state / 2 + 1 > written)
         written = state / 2 + 1;
     if (written >= r->cursor && written - r->cursor > r->geo.ring_slots)
@@ -387,8 +398,7 @@ static uint64_t written_so_far(mc_shm_reader *r)
 {
     if (r->cursor < r->known_written && r->known_written - r->cursor <= r->geo.ring_slots)
         return r->known_written;
-    r->known_written =
-        atomic_load_explicit(&mc_shm_hdr(r->base)->write_seq, memory_order_acquire);
+    r->known_written = atomic_load_explicit(&mc_shm_hdr(r->base)->write_seq, memory_order_acquire);
     return r->known_written;
 }
 

@@ -28,9 +28,13 @@ typedef struct mc_shm_geometry {
     uint64_t size;
 } mc_shm_geometry;
 
+/* The most spares a segment of ring_slots may have: enough for as many subscribing
+ * contexts as ring positions. */
+uint32_t mc_shm_max_spares(uint32_t ring_slots);
+
 /* 0, or MC_EINVAL when a number is out of bounds or the segment would not be addressable. */
-int mc_shm_geometry_compute(uint32_t ring_slots, uint32_t table_entries, uint64_t capacity,
-                            mc_shm_geometry *g);
+int mc_shm_geometry_compute(uint32_t ring_slots, uint32_t spares, uint32_t table_entries,
+                            uint64_t capacity, mc_shm_geometry *g);
 
 static inline mc_shm_header *mc_shm_hdr(unsigned char *base)
 {
@@ -102,8 +106,9 @@ const char *mc_shm_header_recheck(unsigned char *base, const mc_shm_geometry *g,
 typedef struct mc_shm_writer {
     unsigned char *base;
     mc_shm_geometry geo;
-    int fd;                             /* kept to allocate slot pages on first use */
-    uint32_t free_slots[MC_SHM_SPARES]; /* physical slots outside the ring */
+    int fd;               /* kept to allocate slot pages on first use */
+    uint32_t spares;      /* slot_count - ring_slots */
+    uint32_t *free_slots; /* [spares]: physical slots outside the ring */
     uint32_t free_count;
     uint32_t ring_taken; /* a slot taken from the ring and not committed yet, or UINT32_MAX */
     int32_t *stale_pins; /* per slot: pins left by readers that never came back */
@@ -118,7 +123,7 @@ int mc_shm_writer_init(mc_shm_writer *w, unsigned char *base, const mc_shm_geome
 void mc_shm_writer_fini(mc_shm_writer *w);
 
 /* Takes a physical slot to write a message into: a spare outside the ring no reader
- * holds; when readers hold both spares and may_take_oldest (best effort), the slot of the
+ * holds; when readers hold every spare and may_take_oldest (best effort), the slot of the
  * message the commit pushes out of the ring; else waits at most pin_timeout_ns for readers
  * to leave a spare. Allocates its pages on first use. *waited_out is set when readers were
  * still there at the deadline. */
@@ -150,7 +155,7 @@ typedef struct mc_shm_reader {
     mc_endpoint_id publisher;
     uint64_t cursor;        /* next message number to read */
     uint64_t known_written; /* write_seq as last read (0: not read yet) */
-    uint32_t pinned; /* slot held by the message being delivered */
+    uint32_t pinned;        /* slot held by the message being delivered */
     uint64_t pinned_state;
 } mc_shm_reader;
 

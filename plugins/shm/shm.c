@@ -1,8 +1,9 @@
 /*
  * shm: publish/subscribe between processes of one host through POSIX shared memory.
  *
- * Each publisher owns one segment (a ring of N slots plus two spares, a header and a
- * subscriber table), replaced by a larger generation when a message does not fit. Each
+ * Each publisher owns one segment (a ring of N slots plus 2 + one spare per subscribing
+ * context, a header and a subscriber table), replaced by a new generation when a message
+ * does not fit or more contexts subscribe. Each
  * subscribing instance owns one doorbell segment and one wait thread that reads every
  * publisher it is attached to. No lock is shared between processes: the ring is driven by
  * atomics and futexes, and every wait is bounded. doc/shm.md has the layout and protocol.

@@ -115,7 +115,7 @@ static int write_file(const char *dir, const char *name, const void *data, size_
 static int write_segment(const char *dir, const char *name, uint32_t ring_slots, unsigned messages)
 {
     mc_shm_geometry g;
-    if (mc_shm_geometry_compute(ring_slots, 1, 64, &g) != 0)
+    if (mc_shm_geometry_compute(ring_slots, MC_SHM_MIN_SPARES, 1, 64, &g) != 0)
         return -1;
     int fd = memfd_create("seed", 0);
     if (fd < 0 || ftruncate(fd, (off_t)g.size) != 0)

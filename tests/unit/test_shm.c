@@ -1428,7 +1428,7 @@ static void test_readers_that_died_inside_slots_do_not_stall_the_writer(void **s
     collector_fini(&c);
 }
 
-/* Readers held in both spares (still in callbacks of messages long gone): a best-effort
+/* Readers held in every spare (still in callbacks of messages long gone): a best-effort
  * writer takes the slot of the message it pushes out anyway instead of waiting pin_timeout
  * and writing under a reader. */
 static void test_held_spares_do_not_make_the_writer_wait(void **state)
@@ -1444,8 +1444,8 @@ static void test_held_spares_do_not_make_the_writer_wait(void **state)
     shm_name_of(ctx[0], name, sizeof(name));
     unsigned char *base = map_segment(name, 4096);
     mc_shm_header *h = (mc_shm_header *)base;
-    assert_int_equal(h->slot_count, h->ring_slots + 2);
-    for (uint32_t i = h->ring_slots; i < h->slot_count; i++) /* the two spares */
+    assert_int_equal(h->slot_count, h->ring_slots + 3);      /* send, loan, one context */
+    for (uint32_t i = h->ring_slots; i < h->slot_count; i++) /* every spare */
         atomic_fetch_add(&((mc_shm_pin *)(base + h->pins_offset))[i].count, 1);
     logs_clear();
     for (uint64_t s = 1; s <= 3 * 8; s++) {
@@ -1460,6 +1460,65 @@ static void test_held_spares_do_not_make_the_writer_wait(void **state)
     munmap(base, 4096);
     close_all(ctx, 2);
     collector_fini(&c);
+}
+
+/* Pins count readers in the slot: as many as one per subscribing context, each still in
+ * a callback, placed on spares and on the slot the next commit would push out. */
+static void hold_readers(unsigned char *base, uint32_t readers, int delta)
+{
+    mc_shm_header *h = (mc_shm_header *)base;
+    uint32_t *map = (uint32_t *)(base + h->map_offset);
+    mc_shm_pin *pins = (mc_shm_pin *)(base + h->pins_offset);
+    uint64_t next = atomic_load(&h->write_seq); /* its position: message numbers mod N */
+    atomic_fetch_add(&pins[map[next % h->ring_slots]].count, delta);
+    for (uint32_t slot = h->ring_slots; slot < h->slot_count && readers > 1; slot++, readers--)
+        atomic_fetch_add(&pins[slot].count, delta);
+}
+
+/* Four subscribing contexts: the publisher moves to a generation with a spare for each
+ * (plus send and loan), so even with all four readers held in slots the writer never waits
+ * for one and never writes under one. With two spares it waited pin_timeout here and
+ * reused a pinned slot (logged once). */
+static void test_a_spare_per_subscribing_context(void **state)
+{
+    const char *cfg = "slots = 8\n";
+    mc_context *ctx[5] = {open_ctx_level(cfg, "info")};
+    collector c[4];
+    mc_subscriber *subs[4];
+    mc_publisher *pub = publisher(ctx[0], "spare/each");
+    for (size_t i = 0; i < 4; i++) {
+        ctx[1 + i] = open_ctx(cfg);
+        collector_init(&c[i]);
+        subs[i] = subscribe(ctx[1 + i], "spare/each", &c[i]);
+        introduce_both(ctx[0], ctx[1 + i]);
+    }
+    logs_clear();
+    assert_int_equal(publish_seq(pub, 1, 100), 0);
+    assert_int_equal(logs_matching("need more spare slots", "generation 1 has"), 1);
+    char base_name[300], name[320];
+    base_of(ctx[0], base_name, sizeof(base_name));
+    snprintf(name, sizeof(name), "%s-g1", base_name);
+    unsigned char *base = map_segment(name, 4096);
+    mc_shm_header *h = (mc_shm_header *)base;
+    assert_int_equal(h->slot_count, h->ring_slots + 2 + 4);
+    for (size_t i = 0; i < 4; i++)
+        assert_true(wait_count(&c[i], 1, false));
+    hold_readers(base, 4, 1);
+    for (uint64_t s = 2; s <= 3 * 8; s++) { /* one at a time: a slow reader is not overrun */
+        assert_int_equal(publish_seq(pub, s, 100), 0);
+        for (size_t i = 0; i < 4; i++)
+            assert_true(wait_count(&c[i], s, false));
+    }
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(c[i].bad + c[i].out_of_order, 0);
+        assert_int_equal(all_drops(subs[i]), 0);
+    }
+    assert_int_equal(logs_matching("longer than pin_timeout", "spare/each"), 0);
+    hold_readers(base, 4, -1);
+    munmap(base, 4096);
+    close_all(ctx, 5);
+    for (size_t i = 0; i < 4; i++)
+        collector_fini(&c[i]);
 }
 
 static int endless_publisher(int to_parent, int from_parent)
@@ -1596,6 +1655,7 @@ int main(void)
         cmocka_unit_test(test_a_full_dev_shm_gives_clean_errors),
         cmocka_unit_test(test_a_corrupt_segment_is_dropped_and_the_subscriber_lives_on),
         cmocka_unit_test(test_readers_that_died_inside_slots_do_not_stall_the_writer),
+        cmocka_unit_test(test_a_spare_per_subscribing_context),
         cmocka_unit_test(test_held_spares_do_not_make_the_writer_wait),
         cmocka_unit_test(test_killing_a_publisher_never_hangs_its_subscriber),
         cmocka_unit_test(test_a_killed_subscriber_costs_reliable_sends_no_timeout),
