@@ -65,7 +65,9 @@ typedef struct mc_shm_header {
     _Atomic uint32_t ack_word;          /* futex: readers bump it when the writer waits */
     _Atomic uint32_t writer_waiting;    /* 1 while the writer waits for cursors */
     _Atomic uint32_t newest_generation; /* generation 0 only: the one written now */
-    uint8_t reserved1[36];
+    uint8_t reserved1[4];
+    _Atomic uint64_t ack_wanted; /* while writer_waiting: wake it once every cursor is past */
+    uint8_t reserved1b[24];
     _Atomic uint64_t write_seq; /* messages committed, over every generation */
     uint8_t reserved2[56];
 } mc_shm_header;
@@ -149,6 +151,7 @@ static_assert(offsetof(mc_shm_header, base_seq) == 120, "header layout changed")
 static_assert(offsetof(mc_shm_header, ready) == 128, "header layout changed");
 static_assert(offsetof(mc_shm_header, writer_waiting) == 148, "header layout changed");
 static_assert(offsetof(mc_shm_header, newest_generation) == 152, "header layout changed");
+static_assert(offsetof(mc_shm_header, ack_wanted) == 160, "header layout changed");
 static_assert(offsetof(mc_shm_header, write_seq) == 192, "header layout changed");
 static_assert(sizeof(mc_shm_slot) == MC_SHM_LINE, "slot header must be one line");
 static_assert(sizeof(mc_shm_pin) == MC_SHM_LINE, "pin must be one line");

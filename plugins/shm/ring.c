@@ -464,6 +464,38 @@ int mc_shm_table_find(unsigned char *base, const mc_shm_geometry *g, const mc_en
     return -1;
 }
 
+/* One wake per sleep of the writer, as with the doorbell: it sets writer_waiting again
+ * before every sleep, and the reader that wakes it clears it, so the others make no
+ * syscall for every message they read while it is being woken. */
+static void wake_writer(mc_shm_header *h)
+{
+    if (atomic_exchange(&h->writer_waiting, 0)) {
+        atomic_fetch_add(&h->ack_word, 1);
+        mc_shm_futex_wake(&h->ack_word);
+    }
+}
+
+/* True when every ACTIVE entry has read message `wanted`. The writer asks for more than it
+ * needs (the newest message) so that it sleeps once per ring, not once per message; only
+ * the last reader to get there wakes it. Each reader raised its own cursor
+ * (sc) before it looks at the others' (sc), so of two readers getting there at once at
+ * least one sees the other's cursor. An entry being claimed or taken back (ticket and
+ * cursor disagree) does not hold the wake back. */
+static bool all_cursors_past(unsigned char *base, const mc_shm_geometry *g, uint64_t wanted)
+{
+    for (uint32_t i = 0; i < g->table_entries; i++) {
+        mc_shm_entry *e = mc_shm_entry_of(base, g, i);
+        if (atomic_load(&e->state) != MC_SHM_ENTRY_ACTIVE)
+            continue;
+        uint64_t word = atomic_load(&e->cursor);
+        if ((word >> MC_SHM_CURSOR_BITS) != (atomic_load(&e->ticket) & 0xffffu))
+            continue;
+        if (!mc_shm_cursor_passed(word, wanted))
+            return false;
+    }
+    return true;
+}
+
 bool mc_shm_entry_advance(unsigned char *base, const mc_shm_geometry *g, uint32_t index,
                           uint32_t ticket, uint64_t cursor)
 {
@@ -478,13 +510,12 @@ bool mc_shm_entry_advance(unsigned char *base, const mc_shm_geometry *g, uint32_
         if (atomic_compare_exchange_weak(&e->cursor, &word, desired))
             break;
     }
-    /* One wake per sleep of the writer, as with the doorbell: it sets writer_waiting again
-     * before every sleep, and the first reader to move clears it, so the readers behind
-     * make no syscall for every message they read while it is being woken. */
     mc_shm_header *h = mc_shm_hdr(base);
-    if (atomic_load(&h->writer_waiting) && atomic_exchange(&h->writer_waiting, 0)) {
-        atomic_fetch_add(&h->ack_word, 1);
-        mc_shm_futex_wake(&h->ack_word);
-    }
+    if (!atomic_load(&h->writer_waiting))
+        return true;
+    uint64_t wanted = atomic_load(&h->ack_wanted);
+    if (wanted == 0 || /* a writer that does not batch */
+        (mc_shm_cursor_passed(desired, wanted) && all_cursors_past(base, g, wanted)))
+        wake_writer(h);
     return true;
 }

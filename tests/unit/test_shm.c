@@ -28,6 +28,7 @@
 #include <memcast/memcast.h>
 
 #include "../../plugins/shm/layout.h"
+#include "../../plugins/shm/ring.h"
 #include "../../plugins/shm/segment.h"
 #include "context.h"
 
@@ -1521,6 +1522,62 @@ static void test_a_spare_per_subscribing_context(void **state)
         collector_fini(&c[i]);
 }
 
+static void set_entry(unsigned char *base, const mc_shm_geometry *g, uint32_t index,
+                      uint32_t ticket, uint64_t cursor)
+{
+    mc_shm_entry *e = mc_shm_entry_of(base, g, index);
+    atomic_store(&e->ticket, ticket);
+    atomic_store(&e->cursor, mc_shm_cursor_word(ticket, cursor));
+    atomic_store(&e->state, MC_SHM_ENTRY_ACTIVE);
+}
+
+/* Whether a reader's move wakes the sleeping writer (ack_word bumped, writer_waiting
+ * cleared) or leaves it asleep. */
+static bool advance_wakes(unsigned char *base, const mc_shm_geometry *g, uint32_t index,
+                          uint32_t ticket, uint64_t cursor)
+{
+    mc_shm_header *h = (mc_shm_header *)base;
+    uint32_t before = atomic_load(&h->ack_word);
+    assert_true(mc_shm_entry_advance(base, g, index, ticket, cursor));
+    bool woken = atomic_load(&h->ack_word) != before;
+    assert_int_equal(atomic_load(&h->writer_waiting), woken ? 0 : 1);
+    return woken;
+}
+
+/* A reliable writer asleep waits for every reader to be past ack_wanted: one reader past
+ * it must not wake it (it would find the others behind and sleep again, a wake per reader
+ * per message); the last one to get there must (else it sleeps a whole slice). Dropped
+ * entries do not count, and a writer that leaves ack_wanted at 0 is woken at once. */
+static void test_readers_wake_a_sleeping_writer_once_all_are_past(void **state)
+{
+    mc_shm_geometry g;
+    assert_int_equal(mc_shm_geometry_compute(8, MC_SHM_MIN_SPARES, 4, 64, &g), 0);
+    unsigned char *base = calloc(1, g.size);
+    assert_non_null(base);
+    mc_shm_identity id = {.owner_pid = getpid()};
+    mc_shm_header_init(base, &g, &id);
+    mc_shm_header *h = (mc_shm_header *)base;
+    set_entry(base, &g, 0, 1, 10);
+    set_entry(base, &g, 1, 2, 10);
+    atomic_store(&h->ack_wanted, 20);
+    atomic_store(&h->writer_waiting, 1);
+    assert_false(advance_wakes(base, &g, 0, 1, 21)); /* entry 1 is still at 10 */
+    assert_false(advance_wakes(base, &g, 1, 2, 20)); /* has read 19, not 20 */
+    assert_true(advance_wakes(base, &g, 1, 2, 21));
+    atomic_store(&h->ack_wanted, 30);
+    atomic_store(&h->writer_waiting, 1);
+    atomic_store(&mc_shm_entry_of(base, &g, 1)->state, MC_SHM_ENTRY_DROPPED);
+    assert_true(advance_wakes(base, &g, 0, 1, 31));
+    atomic_store(&h->ack_wanted, 0);
+    atomic_store(&h->writer_waiting, 1);
+    assert_true(advance_wakes(base, &g, 0, 1, 32));
+    /* a reader whose entry was taken back (another ticket) moves nothing, wakes nobody */
+    atomic_store(&h->writer_waiting, 1);
+    assert_false(mc_shm_entry_advance(base, &g, 0, 7, 40));
+    assert_int_equal(atomic_load(&h->writer_waiting), 1);
+    free(base);
+}
+
 static int endless_publisher(int to_parent, int from_parent)
 {
     mc_context *ctx = child_ctx("", "killed-pub");
@@ -1656,6 +1713,7 @@ int main(void)
         cmocka_unit_test(test_a_corrupt_segment_is_dropped_and_the_subscriber_lives_on),
         cmocka_unit_test(test_readers_that_died_inside_slots_do_not_stall_the_writer),
         cmocka_unit_test(test_a_spare_per_subscribing_context),
+        cmocka_unit_test(test_readers_wake_a_sleeping_writer_once_all_are_past),
         cmocka_unit_test(test_held_spares_do_not_make_the_writer_wait),
         cmocka_unit_test(test_killing_a_publisher_never_hangs_its_subscriber),
         cmocka_unit_test(test_a_killed_subscriber_costs_reliable_sends_no_timeout),
