@@ -306,6 +306,26 @@ uint64_t mc_shm_writer_evicts(const mc_shm_writer *w)
     return w->write_seq - w->geo.ring_slots;
 }
 
+/* Asks for the next spare's header line and first payload line in exclusive state now,
+ * while the caller goes on to prepare its next message. A reader last read that slot, so
+ * the writer's first store to it otherwise waits for the line to come back from the other
+ * core, and that store is sequentially consistent (the pin handshake): measured as almost
+ * all of the writer's time per message in a reliable 64 B stream. (Prefetching its pin
+ * count as well made that stream slower, 1.73 against 2.3 million messages/s: the reader
+ * that pins next has to take the line back.) */
+static void prefetch_next_spare(const mc_shm_writer *w)
+{
+#if defined(__x86_64__)
+    if (w->free_count == 0)
+        return;
+    mc_shm_slot *s = mc_shm_slot_of(w->base, &w->geo, w->free_slots[0]);
+    __asm__ volatile("prefetchw %0" ::"m"(*(const char *)s));
+    __asm__ volatile("prefetchw %0" ::"m"(*((const char *)s + sizeof(*s))));
+#else
+    (void)w;
+#endif
+}
+
 void mc_shm_writer_commit(mc_shm_writer *w, uint32_t slot, const mc_sample *sample, uint64_t size)
 {
     uint64_t n = w->write_seq;
@@ -328,6 +348,7 @@ void mc_shm_writer_commit(mc_shm_writer *w, uint32_t slot, const mc_sample *samp
         w->ring_taken = UINT32_MAX;
     w->write_seq = n + 1;
     atomic_store(&mc_shm_hdr(w->base)->write_seq, n + 1);
+    prefetch_next_spare(w);
 }
 
 /* ---- reader ------------------------------------------------------------------------------- */
