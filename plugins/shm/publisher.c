@@ -555,9 +555,9 @@ static void drop_stalled(mc_plugin_pub *pub, size_t count, uint64_t n, bool chec
  * Readers are asked to wake it only once all of them have read the newest message, so it
  * sleeps once per ring of messages rather than once per message, and one wake serves
  * however many subscribers there are. (Half a ring was tried: 8 subscribers sharing a core
- * then cost the publisher 13 us per 4 KiB message, against 10.4-11.5 us.) Liveness costs a kill() and a
- * read of /proc per slow subscriber: checked 100 ms into the wait and every 100 ms, so a
- * crashed one is still noticed within 100 ms. */
+ * then cost the publisher 13 us per 4 KiB message, against 10.4-11.5 us.) Liveness costs a
+ * kill() and a read of /proc per slow subscriber: checked 100 ms into the wait and every
+ * 100 ms, so a crashed one is still noticed within 100 ms. */
 static void sleep_until_read(mc_plugin_pub *pub, size_t count, uint64_t n, int64_t deadline)
 {
     mc_shm_writer *w = &pub->cur->w;
