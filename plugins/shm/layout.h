@@ -66,7 +66,7 @@ typedef struct mc_shm_header {
     _Atomic uint32_t writer_waiting;    /* 1 while the writer waits for cursors */
     _Atomic uint32_t newest_generation; /* generation 0 only: the one written now */
     uint8_t reserved1[4];
-    _Atomic uint64_t ack_wanted; /* while writer_waiting: wake it once every cursor is past */
+    _Atomic uint64_t ack_wanted; /* while writer_waiting: the message it waits for */
     uint8_t reserved1b[24];
     _Atomic uint64_t write_seq; /* messages committed, over every generation */
     uint8_t reserved2[56];

@@ -496,12 +496,11 @@ static void wake_writer(mc_shm_header *h)
     }
 }
 
-/* True when every ACTIVE entry has read message `wanted`. The writer asks for more than it
- * needs (the newest message) so that it sleeps once per ring, not once per message; only
- * the last reader to get there wakes it. Each reader raised its own cursor
- * (sc) before it looks at the others' (sc), so of two readers getting there at once at
- * least one sees the other's cursor. An entry being claimed or taken back (ticket and
- * cursor disagree) does not hold the wake back. */
+/* True when every ACTIVE entry has read message `wanted`, the one the sleeping writer needs:
+ * only the last reader to get there wakes it. Each reader raised its own cursor (sc) before
+ * it looks at the others' (sc), so of two readers getting there at once at least one sees
+ * the other's cursor. An entry being claimed or taken back (ticket and cursor disagree)
+ * does not hold the wake back. */
 static bool all_cursors_past(unsigned char *base, const mc_shm_geometry *g, uint64_t wanted)
 {
     for (uint32_t i = 0; i < g->table_entries; i++) {
