@@ -86,13 +86,16 @@ static void gen_free(shm_gen *g)
     free(g);
 }
 
-/* Spares for a generation written while `contexts` subscribing contexts are connected:
- * each may hold one slot inside a callback, and the writer still finds one for a send and
- * one for a loan, so a best-effort writer never reuses a slot under a reader. */
+/* Spares for a generation written while `contexts` subscribing contexts are connected.
+ * Each context may hold one slot inside a callback; with one spare more than that, a send
+ * finds one no reader holds, and while a loan holds that one, a best-effort send takes the
+ * slot of the message it pushes out (no reader holds it then: they all hold spares). So
+ * a best-effort writer never reuses a slot under a reader. In reliable mode an ACTIVE
+ * reader only holds slots still in the ring. Two at least: a send and a loan. */
 static uint32_t spares_for(const mc_plugin *p, uint32_t contexts)
 {
     uint32_t most = mc_shm_max_spares((uint32_t)p->cfg.slots);
-    uint32_t wanted = MC_SHM_MIN_SPARES + contexts;
+    uint32_t wanted = contexts + 1 > MC_SHM_MIN_SPARES ? contexts + 1 : MC_SHM_MIN_SPARES;
     return wanted < most ? wanted : most;
 }
 
@@ -282,7 +285,8 @@ int mc_shm_pub_open(mc_plugin *p, const mc_endpoint_info *info, void *cookie, mc
         return mc_shm_fail(p, MC_EINVAL, "topic '%s': cannot build a segment name", info->topic);
     }
     pthread_mutex_init(&pub->lock, NULL);
-    /* room for one subscribing context from the start: the usual case needs no growth */
+    /* room for one subscribing context from the start: the usual case needs no growth (and
+     * the first generation is no larger than with two spares) */
     int rc = gen_create(pub, 0, p->cfg.min_size, spares_for(p, 1), 0, &pub->anchor);
     if (rc != 0) {
         pthread_mutex_destroy(&pub->lock);

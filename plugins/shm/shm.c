@@ -1,8 +1,9 @@
 /*
  * shm: publish/subscribe between processes of one host through POSIX shared memory.
  *
- * Each publisher owns one segment (a ring of N slots plus 2 + one spare per subscribing
- * context, a header and a subscriber table), replaced by a new generation when a message
+ * Each publisher owns one segment (a ring of N slots plus one spare per subscribing
+ * context and one more, at least two, a header and a subscriber table), replaced by a new
+ * generation when a message
  * does not fit or more contexts subscribe. Each
  * subscribing instance owns one doorbell segment and one wait thread that reads every
  * publisher it is attached to. No lock is shared between processes: the ring is driven by
