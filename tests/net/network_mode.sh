@@ -32,19 +32,8 @@
 set -u
 
 name=network_mode
-skip() {
-	echo "SKIP: $name: $*"
-	exit 77
-}
-die() {
-	echo "ERROR: $name: $*" >&2
-	exit 99
-}
-
-[ "$(id -u)" = 0 ] || skip "needs root to create network namespaces"
-command -v ip >/dev/null 2>&1 || skip "needs the ip command (Debian package iproute2)"
-command -v nsenter >/dev/null 2>&1 || skip "needs nsenter (Debian package util-linux)"
-[ -n "${MC_BUILDDIR:-}" ] || die "MC_BUILDDIR is not set (make check sets it)"
+# shellcheck source=tests/net/require.sh
+. "${MC_SRCDIR:?run me through make check}/tests/net/require.sh"
 node_bin=$MC_BUILDDIR/tests/helpers/mc_node
 memcast_bin=$MC_BUILDDIR/tools/memcast
 if [ ! -x "$node_bin" ] || [ ! -x "$memcast_bin" ]; then
