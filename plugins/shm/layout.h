@@ -20,7 +20,7 @@
 
 #define MC_SHM_MAGIC          0x4853434du /* "MCSH" in memory on little-endian hosts */
 #define MC_SHM_BELL_MAGIC     0x4c42434du /* "MCBL" */
-#define MC_SHM_LAYOUT_VERSION 1
+#define MC_SHM_LAYOUT_VERSION 2
 #define MC_SHM_LINE           64u /* cache line: the unit of every region */
 /* Physical slots beyond the ring (spares): one for a send, one for a loan, and one more for
  * each subscribing context that may hold a slot inside a callback, up to the ring's size. */
@@ -69,8 +69,12 @@ typedef struct mc_shm_header {
     _Atomic uint64_t ack_wanted; /* while writer_waiting: the message it waits for */
     uint8_t reserved1b[24];
     _Atomic uint64_t write_seq; /* messages committed, over every generation */
-    uint8_t reserved2[56];
+    /* The ring's map itself when it has at most MC_SHM_INLINE_MAP_SLOTS positions: a reader
+     * that sees write_seq move then finds the new message's slot in the same cache line. */
+    uint8_t inline_map[56];
 } mc_shm_header;
+
+#define MC_SHM_INLINE_MAP_SLOTS 14u /* inline_map's uint32 entries */
 
 /* One physical slot: this header, then slot_capacity payload bytes (64-byte aligned). */
 typedef struct mc_shm_slot {
@@ -153,6 +157,9 @@ static_assert(offsetof(mc_shm_header, writer_waiting) == 148, "header layout cha
 static_assert(offsetof(mc_shm_header, newest_generation) == 152, "header layout changed");
 static_assert(offsetof(mc_shm_header, ack_wanted) == 160, "header layout changed");
 static_assert(offsetof(mc_shm_header, write_seq) == 192, "header layout changed");
+static_assert(offsetof(mc_shm_header, inline_map) == 200 &&
+                  sizeof(((mc_shm_header *)0)->inline_map) == 4 * MC_SHM_INLINE_MAP_SLOTS,
+              "the inline map must share write_seq's line");
 static_assert(sizeof(mc_shm_slot) == MC_SHM_LINE, "slot header must be one line");
 static_assert(sizeof(mc_shm_pin) == MC_SHM_LINE, "pin must be one line");
 static_assert(sizeof(mc_shm_entry) == MC_SHM_LINE, "entry must be one line");

@@ -1578,6 +1578,79 @@ static void test_readers_wake_a_sleeping_writer_once_all_are_past(void **state)
     free(base);
 }
 
+/* Writes ring_slots messages, then reads them all: every map position is live at once. */
+static void write_then_read_a_ring(mc_shm_writer *w, mc_shm_reader *r, uint64_t first)
+{
+    const mc_shm_geometry *g = &w->geo;
+    for (uint64_t n = first; n < first + g->ring_slots; n++) {
+        uint32_t slot = 0;
+        bool waited_out = false;
+        char err[200];
+        assert_int_equal(mc_shm_writer_take(w, 0, true, &slot, &waited_out, err, sizeof(err)), 0);
+        memset(mc_shm_payload_of(w->base, g, slot), (int)(n & 0xff), 64);
+        mc_sample sample = {.struct_size = sizeof(sample), .publisher = r->publisher, .seq = n};
+        mc_shm_writer_commit(w, slot, &sample, 64);
+    }
+    for (uint64_t n = first; n < first + g->ring_slots; n++) {
+        mc_sample got;
+        uint64_t lost = 0;
+        const char *problem = NULL;
+        assert_int_equal(mc_shm_reader_begin(r, &got, &lost, &problem), MC_SHM_READ_MESSAGE);
+        assert_int_equal(got.seq, n);
+        assert_int_equal(got.size, 64);
+        for (size_t i = 0; i < 64; i++)
+            assert_int_equal(((const unsigned char *)got.data)[i], n & 0xff);
+        assert_false(mc_shm_reader_end(r));
+    }
+}
+
+/* A ring of up to 14 positions keeps its map in the rest of write_seq's cache line (a
+ * reader that sees a commit finds the slot without a second transfer); a larger one after
+ * the header. Either way the map overwrites nothing: three rings' worth of messages arrive
+ * whole and in order, and the header still checks. */
+static void ring_with_slots(uint32_t ring_slots)
+{
+    mc_shm_geometry g;
+    assert_int_equal(mc_shm_geometry_compute(ring_slots, MC_SHM_MIN_SPARES, 4, 64, &g), 0);
+    bool inline_map = ring_slots <= MC_SHM_INLINE_MAP_SLOTS;
+    size_t map_line = inline_map ? offsetof(mc_shm_header, write_seq) / MC_SHM_LINE
+                                 : sizeof(mc_shm_header) / MC_SHM_LINE;
+    assert_int_equal(g.map_offset / MC_SHM_LINE, map_line);
+    assert_true(g.map_offset + 4u * ring_slots <=
+                (inline_map ? sizeof(mc_shm_header) : g.pins_offset));
+    assert_true(g.pins_offset >= sizeof(mc_shm_header));
+    int fd = memfd_create("ring", 0);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, (off_t)g.size), 0);
+    unsigned char *base = mmap(NULL, g.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    assert_true(base != MAP_FAILED);
+    mc_endpoint_id pub_id = {.context_hi = 11, .context_lo = 12, .serial = 13};
+    mc_shm_identity id = {.publisher = pub_id, .owner_pid = getpid()};
+    mc_shm_header_init(base, &g, &id);
+    mc_shm_writer w;
+    assert_int_equal(mc_shm_writer_init(&w, base, &g, fd, 0), 0);
+    mc_shm_reader r = {.base = base, .geo = g, .publisher = pub_id};
+    for (uint64_t round = 0; round < 3; round++)
+        write_then_read_a_ring(&w, &r, round * ring_slots);
+    mc_shm_expect expect = {.publisher = pub_id, .owner_pid = getpid(), .file_size = g.size};
+    mc_shm_geometry checked;
+    assert_null(mc_shm_header_check(base, &expect, &checked));
+    assert_int_equal(checked.map_offset, g.map_offset);
+    assert_int_equal(atomic_load(&((mc_shm_header *)base)->write_seq), 3u * ring_slots);
+    mc_shm_writer_fini(&w);
+    munmap(base, g.size);
+    close(fd);
+}
+
+static void test_a_small_ring_keeps_its_map_beside_write_seq(void **state)
+{
+    ring_with_slots(2);
+    ring_with_slots(8);
+    ring_with_slots(MC_SHM_INLINE_MAP_SLOTS);
+    ring_with_slots(MC_SHM_INLINE_MAP_SLOTS + 1);
+    ring_with_slots(64);
+}
+
 static int endless_publisher(int to_parent, int from_parent)
 {
     mc_context *ctx = child_ctx("", "killed-pub");
@@ -1714,6 +1787,7 @@ int main(void)
         cmocka_unit_test(test_readers_that_died_inside_slots_do_not_stall_the_writer),
         cmocka_unit_test(test_a_spare_per_subscribing_context),
         cmocka_unit_test(test_readers_wake_a_sleeping_writer_once_all_are_past),
+        cmocka_unit_test(test_a_small_ring_keeps_its_map_beside_write_seq),
         cmocka_unit_test(test_held_spares_do_not_make_the_writer_wait),
         cmocka_unit_test(test_killing_a_publisher_never_hangs_its_subscriber),
         cmocka_unit_test(test_a_killed_subscriber_costs_reliable_sends_no_timeout),
