@@ -621,7 +621,8 @@ static void binding_count_sent(mc_binding *b, size_t size)
 static int send_all(mc_publisher *pub, const mc_sample *sample, const mc_binding *skip)
 {
     int first_rc = 0;
-    char first_why[1024] = "";
+    char first_why[1024];
+    first_why[0] = '\0'; /* not = "": that zeroes all of it on every publish */
     for (size_t i = 0; i < pub->ep.binding_count; i++) {
         mc_binding *b = &pub->ep.bindings[i];
         if (b == skip || atomic_load(&b->connected) == 0)
