@@ -106,7 +106,7 @@ void mc_shm_bell_unmap(mc_shm_bell *bell)
         munmap(bell, MC_SHM_BELL_SIZE);
 }
 
-void mc_shm_bell_ring(mc_shm_bell *bell)
+void mc_shm_bell_ring(mc_shm_bell *bell, bool always)
 {
     /* The caller raised a write sequence first (sequentially consistent), and the thread
      * sets sleeping before its last look at the write sequences: either it sees the
@@ -115,8 +115,20 @@ void mc_shm_bell_ring(mc_shm_bell *bell)
      * Clearing the flag makes this the only wake until the thread says it sleeps again:
      * publishes that follow before it runs (from here or other publishers) skip the
      * syscall instead of waking a thread that is already being woken. */
-    if (!atomic_load(&bell->sleeping) || !atomic_exchange(&bell->sleeping, 0))
+    uint32_t how = atomic_load(&bell->sleeping);
+    if (how == MC_SHM_BELL_AWAKE || (how == MC_SHM_BELL_ON_SEGMENTS && !always) ||
+        !atomic_compare_exchange_strong(&bell->sleeping, &how, MC_SHM_BELL_AWAKE))
         return;
     atomic_fetch_add(&bell->ring, 1);
     mc_shm_futex_wake(&bell->ring);
+}
+
+void mc_shm_readers_wake(mc_shm_header *h)
+{
+    /* As with a bell: the commit raised write_seq first and a thread arms before its last
+     * look; the one that clears the flag wakes all sleepers, the rest skip the syscall. */
+    if (!atomic_load(&h->readers_armed) || !atomic_exchange(&h->readers_armed, 0))
+        return;
+    atomic_fetch_add(&h->readers_bell, 1);
+    mc_shm_futex_wake(&h->readers_bell);
 }

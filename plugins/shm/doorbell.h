@@ -6,6 +6,7 @@
 #ifndef MEMCAST_SHM_DOORBELL_H
 #define MEMCAST_SHM_DOORBELL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "layout.h"
@@ -30,7 +31,13 @@ int mc_shm_bell_open(const char *name, int32_t owner_pid, const mc_shm_owners *o
 
 void mc_shm_bell_unmap(mc_shm_bell *bell);
 
-/* A publisher committed: bump the word, and wake the owner only when it may sleep. */
-void mc_shm_bell_ring(mc_shm_bell *bell);
+/* Wakes the owner when it sleeps on this bell alone (a commit: one that sleeps on the
+ * segments' readers_bell too was woken there), or, with always, however it sleeps (a new
+ * generation or a close, which readers_bell of the old segment does not announce). */
+void mc_shm_bell_ring(mc_shm_bell *bell, bool always);
+
+/* A publisher committed to the segment of h: wake, with one call, every wait thread asleep
+ * on its readers_bell. */
+void mc_shm_readers_wake(mc_shm_header *h);
 
 #endif

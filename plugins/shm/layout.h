@@ -65,9 +65,10 @@ typedef struct mc_shm_header {
     _Atomic uint32_t ack_word;          /* futex: readers bump it when the writer waits */
     _Atomic uint32_t writer_waiting;    /* 1 while the writer waits for cursors */
     _Atomic uint32_t newest_generation; /* generation 0 only: the one written now */
-    uint8_t reserved1[4];
-    _Atomic uint64_t ack_wanted; /* while writer_waiting: the message it waits for */
-    uint8_t reserved1b[24];
+    _Atomic uint32_t readers_armed;     /* 1: a wait thread sleeps on readers_bell */
+    _Atomic uint64_t ack_wanted;        /* while writer_waiting: the message it waits for */
+    _Atomic uint32_t readers_bell;      /* futex: +1 by the commit that finds readers_armed */
+    uint8_t reserved1b[20];
     _Atomic uint64_t write_seq; /* messages committed, over every generation */
     /* The ring's map itself when it has at most MC_SHM_INLINE_MAP_SLOTS positions: a reader
      * that sees write_seq move then finds the new message's slot in the same cache line. */
@@ -119,6 +120,12 @@ typedef struct mc_shm_entry {
     uint64_t reserved;
 } mc_shm_entry;
 
+/* A doorbell's sleeping word. */
+#define MC_SHM_BELL_AWAKE    0u
+#define MC_SHM_BELL_SLEEPING 1u /* ring this bell to wake it (the publisher clears it) */
+#define MC_SHM_BELL_ON_SEGMENTS                                                                    \
+    2u /* also asleep on the readers_bell of every segment it reads: commits wake it there */
+
 /* A subscriber instance's doorbell: its own segment of one page. */
 typedef struct mc_shm_bell {
     uint32_t magic;          /* MC_SHM_BELL_MAGIC */
@@ -132,8 +139,7 @@ typedef struct mc_shm_bell {
     _Atomic uint32_t ready;
     uint8_t reserved1[20];
     _Atomic uint32_t ring;     /* futex word: +1 by a publisher that wakes the thread */
-    _Atomic uint32_t sleeping; /* 1 while the wait thread may be in FUTEX_WAIT; cleared by the
-                                  publisher that wakes it */
+    _Atomic uint32_t sleeping; /* MC_SHM_BELL_*: whether and how the wait thread may sleep */
     uint8_t reserved2[56];
 } mc_shm_bell;
 
@@ -155,7 +161,9 @@ static_assert(offsetof(mc_shm_header, base_seq) == 120, "header layout changed")
 static_assert(offsetof(mc_shm_header, ready) == 128, "header layout changed");
 static_assert(offsetof(mc_shm_header, writer_waiting) == 148, "header layout changed");
 static_assert(offsetof(mc_shm_header, newest_generation) == 152, "header layout changed");
+static_assert(offsetof(mc_shm_header, readers_armed) == 156, "header layout changed");
 static_assert(offsetof(mc_shm_header, ack_wanted) == 160, "header layout changed");
+static_assert(offsetof(mc_shm_header, readers_bell) == 168, "header layout changed");
 static_assert(offsetof(mc_shm_header, write_seq) == 192, "header layout changed");
 static_assert(offsetof(mc_shm_header, inline_map) == 200 &&
                   sizeof(((mc_shm_header *)0)->inline_map) == 4 * MC_SHM_INLINE_MAP_SLOTS,

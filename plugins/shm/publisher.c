@@ -298,7 +298,7 @@ int mc_shm_pub_open(mc_plugin *p, const mc_endpoint_info *info, void *cookie, mc
     return 0;
 }
 
-static void ring_all_locked(mc_plugin_pub *pub)
+static void ring_all_locked(mc_plugin_pub *pub, bool always)
 {
     /* several subscribers of one instance share a bell: ring each bell once */
     for (size_t i = 0; i < pub->peer_count; i++) {
@@ -306,7 +306,7 @@ static void ring_all_locked(mc_plugin_pub *pub)
         for (size_t j = 0; j < i && !seen; j++)
             seen = pub->peers[j].bell == pub->peers[i].bell;
         if (!seen)
-            mc_shm_bell_ring(pub->peers[i].bell->bell);
+            mc_shm_bell_ring(pub->peers[i].bell->bell, always);
     }
 }
 
@@ -316,7 +316,7 @@ void mc_shm_pub_close(mc_plugin_pub *pub)
     atomic_store(&mc_shm_hdr(pub->cur->base)->closed, 1);
     atomic_store(&mc_shm_hdr(pub->anchor->base)->closed, 1);
     pthread_mutex_lock(&pub->lock);
-    ring_all_locked(pub);
+    ring_all_locked(pub, true);
     for (size_t i = 0; i < pub->peer_count; i++)
         mc_shm_remote_bell_release(p, pub->peers[i].bell);
     pthread_mutex_unlock(&pub->lock);
@@ -693,12 +693,13 @@ static int grow(mc_plugin_pub *pub, uint64_t size, uint32_t spares)
     }
     pthread_mutex_lock(&pub->lock);
     copy_table_locked(pub, next);
-    atomic_store_explicit(&mc_shm_hdr(old->base)->next_generation, next->number,
-                          memory_order_release);
+    /* sequentially consistent, like write_seq: a thread asleep on the old segment's
+     * readers_bell is woken by the ring below, which reads its bell after this store */
+    atomic_store(&mc_shm_hdr(old->base)->next_generation, next->number);
     atomic_store_explicit(&mc_shm_hdr(pub->anchor->base)->newest_generation, next->number,
                           memory_order_release);
     pub->cur = next;
-    ring_all_locked(pub);
+    ring_all_locked(pub, true);
     pthread_mutex_unlock(&pub->lock);
     char why[100];
     if (next->w.geo.capacity > old->w.geo.capacity)
@@ -750,8 +751,9 @@ static void publish_slot(mc_plugin_pub *pub, uint32_t slot, const mc_sample *sam
     if (pub->plugin->cfg.ack_timeout_ms > 0 && evicted != UINT64_MAX && !mc_shm_on_wait_thread())
         wait_for_readers(pub, evicted);
     mc_shm_writer_commit(w, slot, sample, size);
+    mc_shm_readers_wake(mc_shm_hdr(pub->cur->base));
     pthread_mutex_lock(&pub->lock);
-    ring_all_locked(pub);
+    ring_all_locked(pub, false);
     pthread_mutex_unlock(&pub->lock);
     unlink_unneeded_generations(pub);
 }

@@ -2,21 +2,25 @@
  * The subscriber side: one doorbell and one wait thread per instance, reading every
  * publisher segment its subscribers are attached to.
  *
- * The wait thread sleeps on its doorbell only after saying so (sleeping = 1) and looking
- * at every publisher once more, so a commit is never slept through; publishers wake it
- * only when it sleeps. A FUTEX_WAIT timeout (1 s, only while attached to someone) is a
- * safety net that also lets it notice publishers that died.
+ * The wait thread sleeps on its doorbell (and, with futex_waitv, on the readers_bell of
+ * every segment it reads) only after saying so (sleeping, readers_armed) and looking at
+ * every publisher once more, so a commit is never slept through; publishers wake it only
+ * when it sleeps. A wait timeout (1 s, only while attached to someone) is a safety net
+ * that also lets it notice publishers that died.
  *
  * An attachment (one subscriber, one publisher) is read with no lock held: while the
  * thread has it (busy) nobody frees it; sub_disconnect and sub_close only mark it, and
  * sub_close waits for the batch in flight to end.
  */
+#include <errno.h>
 #include <inttypes.h>
+#include <linux/futex.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -142,9 +146,11 @@ static int mapping_open(const shm_att *att, uint32_t gen, mapping *m, char *err,
     return 0;
 }
 
+/* Sequentially consistent: the thread's last look before sleeping must see a growth
+ * whose ring found it not yet asleep (see grow in publisher.c). */
 static uint32_t next_generation_of(const mapping *m)
 {
-    return atomic_load_explicit(&mc_shm_hdr(m->base)->next_generation, memory_order_acquire);
+    return atomic_load(&mc_shm_hdr(m->base)->next_generation);
 }
 
 /* The newest generation: the anchor (generation 0) names it; if it was replaced since,
@@ -511,6 +517,76 @@ static bool look_before_sleep(mc_plugin *p)
     return found;
 }
 
+/* Sleeping on every segment's readers_bell lets a publisher wake all its subscriber
+ * processes with one FUTEX_WAKE instead of one per process (a syscall costs about a
+ * microsecond in a VM). It needs futex_waitv (Linux 5.16); without it, or with more
+ * segments than one call can watch, the thread sleeps on its own doorbell as before. */
+#define MAX_SEGMENT_WAITS (FUTEX_WAITV_MAX - 1)
+
+static atomic_bool no_futex_waitv;
+
+/* Arms the readers_bell of every segment the thread reads and lists them in v; 0 when
+ * there are none or more than fit. */
+static size_t arm_segments(mc_plugin *p, struct futex_waitv *v)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&p->lock);
+    for (shm_att *att = p->atts; att != NULL; att = att->next) {
+        if (att->finished || att->busy || att->m.base == NULL)
+            continue;
+        if (n == MAX_SEGMENT_WAITS) {
+            n = 0;
+            break;
+        }
+        mc_shm_header *h = mc_shm_hdr(att->m.base);
+        atomic_store(&h->readers_armed, 1);
+        v[n++] = (struct futex_waitv){.uaddr = (uint64_t)(uintptr_t)&h->readers_bell,
+                                      .val = atomic_load(&h->readers_bell),
+                                      .flags = FUTEX_32};
+    }
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
+
+/* A segment unmapped meanwhile makes the call fail (EFAULT) or return early: the loop
+ * looks again, so that costs one round. */
+static void wait_any(struct futex_waitv *v, size_t n)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += SAFETY_WAIT_NS / 1000000000;
+    if (syscall(SYS_futex_waitv, v, (unsigned)n, 0u, &deadline, CLOCK_MONOTONIC) < 0 &&
+        errno == ENOSYS)
+        atomic_store(&no_futex_waitv, true);
+}
+
+/* The handshake with publishers: say how we sleep and arm, look once more, sleep. Every
+ * flag is written (sequentially consistent) before the last look, and a publisher reads
+ * them after raising write_seq: either the look sees the message or the publisher sees
+ * a flag that makes it wake us. */
+static void sleep_until_rung(mc_plugin *p, mc_shm_bell *bell)
+{
+    struct futex_waitv v[FUTEX_WAITV_MAX];
+    size_t n = 0;
+    if (p->live_atts > 0 && !atomic_load(&no_futex_waitv)) {
+        atomic_store(&bell->sleeping, MC_SHM_BELL_ON_SEGMENTS);
+        n = arm_segments(p, v);
+    }
+    if (n == 0)
+        atomic_store(&bell->sleeping, MC_SHM_BELL_SLEEPING);
+    uint32_t seen = atomic_load(&bell->ring);
+    if (!scan_all(p) && !atomic_load(&p->stopping)) {
+        if (n > 0) {
+            v[n] = (struct futex_waitv){
+                .uaddr = (uint64_t)(uintptr_t)&bell->ring, .val = seen, .flags = FUTEX_32};
+            wait_any(v, n + 1);
+        } else {
+            mc_shm_futex_wait(&bell->ring, seen, p->live_atts > 0 ? SAFETY_WAIT_NS : -1);
+        }
+    }
+    atomic_store(&bell->sleeping, MC_SHM_BELL_AWAKE);
+}
+
 static void *wait_thread(void *arg)
 {
     mc_plugin *p = arg;
@@ -525,11 +601,7 @@ static void *wait_thread(void *arg)
         }
         if (scan_all(p) || look_before_sleep(p))
             continue;
-        atomic_store(&bell->sleeping, 1);
-        uint32_t seen = atomic_load(&bell->ring);
-        if (!scan_all(p) && !atomic_load(&p->stopping))
-            mc_shm_futex_wait(&bell->ring, seen, p->live_atts > 0 ? SAFETY_WAIT_NS : -1);
-        atomic_store(&bell->sleeping, 0);
+        sleep_until_rung(p, bell);
     }
     return NULL;
 }

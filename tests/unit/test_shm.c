@@ -19,6 +19,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1651,6 +1652,56 @@ static void test_a_small_ring_keeps_its_map_beside_write_seq(void **state)
     ring_with_slots(64);
 }
 
+/* The kernel has futex_waitv (5.16 on): with no waiters it answers EINVAL, not ENOSYS. */
+static bool kernel_has_futex_waitv(void)
+{
+    return syscall(SYS_futex_waitv, NULL, 0u, 0u, NULL, CLOCK_MONOTONIC) == 0 || errno != ENOSYS;
+}
+
+static bool wait_armed(mc_shm_header *h)
+{
+    struct timespec deadline = deadline_in(WAIT_SECONDS);
+    while (atomic_load(&h->readers_armed) == 0) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        if (now.tv_sec > deadline.tv_sec)
+            return false;
+        sched_yield();
+    }
+    return true;
+}
+
+/* A wait thread going to sleep arms the segment of every publisher it reads; the next
+ * commit wakes it there (one FUTEX_WAKE serves every subscriber process) and disarms it.
+ * Message after message, each finds the reader asleep and wakes it through the segment. */
+static void test_a_commit_wakes_sleeping_readers_through_the_segment(void **state)
+{
+    if (!kernel_has_futex_waitv())
+        skip();
+    mc_context *ctx[2] = {open_ctx("look_us = 0\n"), open_ctx("look_us = 0\n")};
+    collector c;
+    collector_init(&c);
+    mc_publisher *pub = publisher(ctx[0], "armed");
+    mc_subscriber *sub = subscribe(ctx[1], "armed", &c);
+    introduce_both(ctx[0], ctx[1]);
+    char name[MC_LOCATOR_MAX + 1];
+    shm_name_of(ctx[0], name, sizeof(name));
+    unsigned char *base = map_segment(name, 4096);
+    mc_shm_header *h = (mc_shm_header *)base;
+    for (uint64_t s = 1; s <= 20; s++) {
+        assert_true(wait_armed(h));
+        uint32_t bell = atomic_load(&h->readers_bell);
+        assert_int_equal(publish_seq(pub, s, 100), 0);
+        assert_int_equal(atomic_load(&h->readers_bell), bell + 1); /* only commits raise it */
+        assert_true(wait_count(&c, s, false));
+    }
+    assert_int_equal(c.bad + c.out_of_order, 0);
+    assert_int_equal(all_drops(sub), 0);
+    munmap(base, 4096);
+    close_all(ctx, 2);
+    collector_fini(&c);
+}
+
 static int endless_publisher(int to_parent, int from_parent)
 {
     mc_context *ctx = child_ctx("", "killed-pub");
@@ -1788,6 +1839,7 @@ int main(void)
         cmocka_unit_test(test_a_spare_per_subscribing_context),
         cmocka_unit_test(test_readers_wake_a_sleeping_writer_once_all_are_past),
         cmocka_unit_test(test_a_small_ring_keeps_its_map_beside_write_seq),
+        cmocka_unit_test(test_a_commit_wakes_sleeping_readers_through_the_segment),
         cmocka_unit_test(test_held_spares_do_not_make_the_writer_wait),
         cmocka_unit_test(test_killing_a_publisher_never_hangs_its_subscriber),
         cmocka_unit_test(test_a_killed_subscriber_costs_reliable_sends_no_timeout),
