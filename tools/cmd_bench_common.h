@@ -27,6 +27,7 @@ typedef struct bench_opts {
     bool zero_copy, reliable, spin, json, no_floor, test_corrupt;
     const char *transport;
     long subscribers;
+    long rate; /* throughput: messages per second the publisher paces itself to; 0: unpaced */
     const char *config_path; /* -c FILE: its keys are kept, bench keys are added */
     /* --netns PUB,SUB: each side runs in that network namespace; "" when not asked */
     char netns[2][BENCH_NETNS_NAME_MAX];

@@ -112,7 +112,7 @@ static int usage_error(const char *what)
 int mc_bench_parse(const cli_command *cmd, int argc, char **argv, bench_opts *o, const char **what)
 {
     const char *size = NULL, *count = NULL, *warmup = NULL, *cpus = NULL, *wait = NULL,
-               *subs = NULL, *netns = NULL;
+               *subs = NULL, *netns = NULL, *rate = NULL;
     memset(o, 0, sizeof(*o));
     o->transport = "shm";
     o->warmup = -1;
@@ -125,6 +125,7 @@ int mc_bench_parse(const cli_command *cmd, int argc, char **argv, bench_opts *o,
                                {"--cpus", 0, NULL, &cpus},
                                {"--wait", 0, NULL, &wait},
                                {"--subscribers", 0, NULL, &subs},
+                               {"--rate", 0, NULL, &rate},
                                {"--transport", 't', NULL, &o->transport},
                                {"--netns", 0, NULL, &netns},
                                {"--zero-copy", 0, &o->zero_copy, NULL},
@@ -148,6 +149,8 @@ int mc_bench_parse(const cli_command *cmd, int argc, char **argv, bench_opts *o,
         return usage_error("--cpus wants two CPU numbers, A,B");
     if (subs && !parse_long(subs, 1, BENCH_MAX_SUBSCRIBERS, &o->subscribers))
         return usage_error("--subscribers wants 1..8");
+    if (rate && !parse_long(rate, 1, 10000000, &o->rate))
+        return usage_error("--rate wants 1..10000000 messages per second");
     if (wait && strcmp(wait, "spin") != 0 && strcmp(wait, "block") != 0)
         return usage_error("--wait wants block or spin");
     o->spin = wait && strcmp(wait, "spin") == 0;

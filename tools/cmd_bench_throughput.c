@@ -1,7 +1,7 @@
 /*
  * memcast bench throughput: one publisher process sends --count messages as fast as it
- * can (every byte written, a pattern derived from the sequence) to 1..8 subscriber
- * processes, which check every byte and count what arrived. Rate = messages / (first
+ * can, or --rate per second (every byte written, a pattern derived from the sequence) to 1..8
+ * subscriber processes, which check every byte and count what arrived. Rate = messages / (first
  * send .. last arrival at the slowest subscriber). The publisher's CPU time per message
  * shows what each additional subscriber costs it. With one subscriber over shared memory,
  * each size is preceded by its streaming floor (tools/cmd_bench_stream.c), the same work
@@ -37,6 +37,7 @@ typedef struct sub_result {
 typedef struct tp_shared {
     _Atomic int ready, stop, sent, failed;
     long long start_ns, end_ns, cpu_ns;
+    long long call_ns; /* inside mc_publish (or mc_loan + mc_commit), summed */
     char error[256];
     sub_result subs[BENCH_MAX_SUBSCRIBERS];
 } tp_shared;
@@ -132,23 +133,46 @@ static int subscriber_main(void *arg)
     return rc;
 }
 
-static int publish_one(tp_run *run, mc_publisher *pub, unsigned char *scratch, uint64_t seq)
+/* Fills and sends message seq; *call_ns grows by the time spent inside memcast. */
+static int publish_one(tp_run *run, mc_publisher *pub, unsigned char *scratch, uint64_t seq,
+                       long long *call_ns)
 {
     bool corrupt = run->o->test_corrupt && seq % 100 == 0;
+    long long t0 = mc_bench_now_ns();
     if (run->o->zero_copy) {
         void *buf;
         int rc = mc_loan(pub, run->size, &buf);
+        long long t1 = mc_bench_now_ns();
         if (rc != 0)
             return rc;
         mc_bench_fill(buf, run->size, seq, 0);
         if (corrupt)
             ((unsigned char *)buf)[run->size / 2] ^= 0x5a;
-        return mc_commit(pub, buf, run->size);
+        long long t2 = mc_bench_now_ns();
+        rc = mc_commit(pub, buf, run->size);
+        *call_ns += (t1 - t0) + (mc_bench_now_ns() - t2);
+        return rc;
     }
     mc_bench_fill(scratch, run->size, seq, 0);
     if (corrupt)
         scratch[run->size / 2] ^= 0x5a;
-    return mc_publish(pub, scratch, run->size);
+    t0 = mc_bench_now_ns();
+    int rc = mc_publish(pub, scratch, run->size);
+    *call_ns += mc_bench_now_ns() - t0;
+    return rc;
+}
+
+/* --rate: message seq leaves at start + (seq - 1) / rate, never earlier. */
+static void pace(const tp_run *run, long long start_ns, long seq)
+{
+    if (run->o->rate <= 0)
+        return;
+    long long due = start_ns + (long long)((double)(seq - 1) * 1e9 / (double)run->o->rate);
+    if (due <= mc_bench_now_ns())
+        return;
+    struct timespec ts = {.tv_sec = due / 1000000000, .tv_nsec = due % 1000000000};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) != 0)
+        ; /* EINTR */
 }
 
 static bool wait_ready(tp_shared *sh, int want)
@@ -182,12 +206,15 @@ static int publisher_main(void *arg)
     } else {
         long long c0 = cpu_ns();
         sh->start_ns = mc_bench_now_ns();
+        sh->call_ns = 0;
         rc = 0;
-        for (long seq = 1; seq <= run->count && rc == 0; seq++)
-            if (publish_one(run, pub, scratch, (uint64_t)seq) != 0) {
+        for (long seq = 1; seq <= run->count && rc == 0; seq++) {
+            pace(run, sh->start_ns, seq);
+            if (publish_one(run, pub, scratch, (uint64_t)seq, &sh->call_ns) != 0) {
                 fail(sh, "publish");
                 rc = 1;
             }
+        }
         sh->end_ns = mc_bench_now_ns();
         sh->cpu_ns = cpu_ns() - c0;
         atomic_store(&sh->sent, 1);
@@ -285,7 +312,7 @@ failed:
 }
 
 typedef struct tp_figures {
-    double msgs_per_s, mb_per_s, cpu_ns_per_msg;
+    double msgs_per_s, mb_per_s, cpu_ns_per_msg, call_ns_per_msg;
     uint64_t received_min, lost, corrupt, overrun;
 } tp_figures;
 
@@ -307,6 +334,7 @@ static tp_figures figures(const tp_run *run)
     f.msgs_per_s = secs > 0 ? (double)f.received_min / secs : 0;
     f.mb_per_s = f.msgs_per_s * (double)run->size / 1e6;
     f.cpu_ns_per_msg = (double)sh->cpu_ns / (double)run->count;
+    f.call_ns_per_msg = (double)sh->call_ns / (double)run->count;
     return f;
 }
 
@@ -334,11 +362,11 @@ static void print_figures_json(const tp_run *run, const tp_figures *f, const tp_
     double memcpy_gbps = refs->memcpy_gbps;
     printf("%s{\"size\": %zu, \"count\": %ld, \"received\": %llu, \"msgs_per_s\": %.0f, "
            "\"mb_per_s\": %.1f, \"lost\": %llu, \"corrupt\": %llu, \"overrun\": %llu, "
-           "\"pub_cpu_ns_per_msg\": %.1f, \"memcpy_ratio\": %.3f, \"floor_msgs_per_s\": %.0f, "
-           "\"floor_mb_per_s\": %.1f, \"floor_ratio\": %.3f}",
+           "\"pub_cpu_ns_per_msg\": %.1f, \"publish_ns_per_msg\": %.1f, \"memcpy_ratio\": %.3f, "
+           "\"floor_msgs_per_s\": %.0f, \"floor_mb_per_s\": %.1f, \"floor_ratio\": %.3f}",
            first ? "" : ", ", run->size, run->count, (unsigned long long)f->received_min,
            f->msgs_per_s, f->mb_per_s, (unsigned long long)f->lost, (unsigned long long)f->corrupt,
-           (unsigned long long)f->overrun, f->cpu_ns_per_msg,
+           (unsigned long long)f->overrun, f->cpu_ns_per_msg, f->call_ns_per_msg,
            memcpy_gbps > 0 ? f->mb_per_s / 1000.0 / memcpy_gbps : 0, refs->stream.msgs_per_s,
            refs->stream.mb_per_s, floor_ratio(f, refs));
 }
@@ -351,9 +379,9 @@ static void print_figures(const tp_run *run, const tp_figures *f, const tp_refs 
         print_figures_json(run, f, refs, first);
         return;
     }
-    printf("  %10zu %10ld %12.0f %10.1f %8llu %8llu %8llu %14.1f", run->size, run->count,
+    printf("  %10zu %10ld %12.0f %10.1f %8llu %8llu %8llu %14.1f %14.1f", run->size, run->count,
            f->msgs_per_s, f->mb_per_s, (unsigned long long)f->lost, (unsigned long long)f->corrupt,
-           (unsigned long long)f->overrun, f->cpu_ns_per_msg);
+           (unsigned long long)f->overrun, f->cpu_ns_per_msg, f->call_ns_per_msg);
     if (memcpy_gbps > 0)
         printf("   %5.1f%%", 100.0 * f->mb_per_s / 1000.0 / memcpy_gbps);
     if (stream_floor_planned(o) && refs->stream.msgs_per_s > 0)
@@ -368,9 +396,9 @@ static void print_header(const bench_opts *o, double gbps)
     bool netns = o->netns[BENCH_ROLE_PUB][0] != '\0';
     if (o->json) {
         printf("{\"bench\": \"throughput\", \"transport\": \"%s\", \"zero_copy\": %s, "
-               "\"reliable\": %s, \"subscribers\": %ld, \"memcpy_gbps\": %.3f, ",
+               "\"reliable\": %s, \"subscribers\": %ld, \"rate\": %ld, \"memcpy_gbps\": %.3f, ",
                o->transport, o->zero_copy ? "true" : "false", o->reliable ? "true" : "false",
-               o->subscribers, gbps);
+               o->subscribers, o->rate, gbps);
         if (netns)
             printf("\"netns\": [\"%s\", \"%s\"], ", o->netns[BENCH_ROLE_PUB],
                    o->netns[BENCH_ROLE_SUB]);
@@ -381,11 +409,14 @@ static void print_header(const bench_opts *o, double gbps)
            "(publisher), %d (subscribers)\n",
            o->transport, o->zero_copy ? "zero-copy" : "copy",
            o->reliable ? "reliable" : "best effort", o->subscribers, o->cpus[0], o->cpus[1]);
+    if (o->rate > 0)
+        printf("paced: %ld messages per second\n", o->rate);
     if (netns)
         printf("network namespaces: publisher in %s, subscribers in %s\n", o->netns[BENCH_ROLE_PUB],
                o->netns[BENCH_ROLE_SUB]);
-    printf("  %10s %10s %12s %10s %8s %8s %8s %14s%s", "size", "count", "msg/s", "MB/s", "lost",
-           "corrupt", "overrun", "pub CPU ns/msg", gbps > 0 ? "  of memcpy" : "");
+    printf("  %10s %10s %12s %10s %8s %8s %8s %14s %14s%s", "size", "count", "msg/s", "MB/s",
+           "lost", "corrupt", "overrun", "pub CPU ns/msg", "publish ns/msg",
+           gbps > 0 ? "  of memcpy" : "");
     if (stream_floor_planned(o))
         printf(" %12s %8s", "floor msg/s", "of floor");
     printf("\n");

@@ -55,6 +55,15 @@ timeout 120 "$memcast" bench throughput --size 4K --count 500 --reliable --json 
 has "$tmp/tp3.json" '"subscribers": 3' '"received": 500, .*"lost": 0, "corrupt": 0,' \
     '"floor_msgs_per_s": 0, "floor_mb_per_s": 0.0, "floor_ratio": 0.000'
 
+# --rate paces the publisher: 300 messages at 2000/s cannot all arrive in less than the
+# 149.5 ms the last one waits for, so the rate measured stays at or below 2007/s.
+timeout 120 "$memcast" bench throughput --size 4K --count 300 --rate 2000 --reliable --json \
+    --no-floor >"$tmp/tpr.json" 2>"$tmp/tpr.err" || fail "bench throughput --rate: $(cat "$tmp/tpr.err")"
+has "$tmp/tpr.json" '"rate": 2000,' '"received": 300, .*"lost": 0, "corrupt": 0,' \
+    '"publish_ns_per_msg": [1-9][0-9.]*'
+rate=$(sed -n 's/.*"msgs_per_s": \([0-9]*\).*/\1/p' "$tmp/tpr.json")
+[ -n "$rate" ] && [ "$rate" -le 2007 ] || fail "--rate 2000 measured $rate messages/s"
+
 # Damaged payloads must be seen: 1 in 10 answers (latency), 1 in 100 messages (throughput).
 if timeout 120 "$memcast" bench latency --size 64 --count 200 --warmup 0 --json --no-floor \
     --test-corrupt >"$tmp/bad.json" 2>/dev/null; then
