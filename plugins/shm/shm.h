@@ -64,6 +64,7 @@ struct mc_plugin {
     shm_sub *subs;
     shm_att *atts;
     size_t live_atts;
+    bool looking; /* the thread polls attachments without the lock: none is freed under it */
     int64_t last_liveness_ns;
     uint32_t look_misses; /* looks before sleeping that found nothing, in a row */
 };
