@@ -1433,35 +1433,58 @@ static void test_readers_that_died_inside_slots_do_not_stall_the_writer(void **s
 /* Readers held in every spare (still in callbacks of messages long gone): a best-effort
  * writer takes the slot of the message it pushes out anyway instead of waiting pin_timeout
  * and writing under a reader. */
+/* A publisher in one context, a subscriber in another, introduced, and the publisher's
+ * segment header mapped here: for the tests that watch or set words in shared memory. */
+typedef struct watched_pair {
+    mc_context *ctx[2];
+    collector c;
+    mc_publisher *pub;
+    mc_subscriber *sub;
+    unsigned char *base;
+} watched_pair;
+
+static mc_shm_header *watched_pair_open(watched_pair *w, mc_context *pub_ctx, mc_context *sub_ctx,
+                                        const char *topic)
+{
+    w->ctx[0] = pub_ctx;
+    w->ctx[1] = sub_ctx;
+    collector_init(&w->c);
+    w->pub = publisher(w->ctx[0], topic);
+    w->sub = subscribe(w->ctx[1], topic, &w->c);
+    introduce_both(w->ctx[0], w->ctx[1]);
+    char name[MC_LOCATOR_MAX + 1];
+    shm_name_of(w->ctx[0], name, sizeof(name));
+    w->base = map_segment(name, 4096);
+    return (mc_shm_header *)w->base;
+}
+
+static void watched_pair_close(watched_pair *w)
+{
+    munmap(w->base, 4096);
+    close_all(w->ctx, 2);
+    collector_fini(&w->c);
+}
+
 static void test_held_spares_do_not_make_the_writer_wait(void **state)
 {
     const char *cfg = "slots = 8\n";
-    mc_context *ctx[2] = {open_ctx_level(cfg, "info"), open_ctx(cfg)};
-    collector c;
-    collector_init(&c);
-    mc_publisher *pub = publisher(ctx[0], "spares");
-    mc_subscriber *sub = subscribe(ctx[1], "spares", &c);
-    introduce_both(ctx[0], ctx[1]);
-    char name[MC_LOCATOR_MAX + 1];
-    shm_name_of(ctx[0], name, sizeof(name));
-    unsigned char *base = map_segment(name, 4096);
-    mc_shm_header *h = (mc_shm_header *)base;
+    watched_pair w;
+    mc_shm_header *h = watched_pair_open(&w, open_ctx_level(cfg, "info"), open_ctx(cfg), "spares");
+    unsigned char *base = w.base;
     assert_int_equal(h->slot_count, h->ring_slots + 2);      /* one context, a send or a loan */
     for (uint32_t i = h->ring_slots; i < h->slot_count; i++) /* every spare */
         atomic_fetch_add(&((mc_shm_pin *)(base + h->pins_offset))[i].count, 1);
     logs_clear();
     for (uint64_t s = 1; s <= 3 * 8; s++) {
-        assert_int_equal(publish_seq(pub, s, 100), 0);
-        assert_true(wait_count(&c, s, false));
+        assert_int_equal(publish_seq(w.pub, s, 100), 0);
+        assert_true(wait_count(&w.c, s, false));
     }
-    assert_int_equal(c.bad + c.out_of_order, 0);
-    assert_int_equal(all_drops(sub), 0);
+    assert_int_equal(w.c.bad + w.c.out_of_order, 0);
+    assert_int_equal(all_drops(w.sub), 0);
     assert_int_equal(logs_matching("longer than pin_timeout", "spares"), 0);
     for (uint32_t i = h->ring_slots; i < h->slot_count; i++)
         atomic_fetch_sub(&((mc_shm_pin *)(base + h->pins_offset))[i].count, 1);
-    munmap(base, 4096);
-    close_all(ctx, 2);
-    collector_fini(&c);
+    watched_pair_close(&w);
 }
 
 /* Pins count readers in the slot: as many as one per subscribing context, each still in
@@ -1678,28 +1701,19 @@ static void test_a_commit_wakes_sleeping_readers_through_the_segment(void **stat
 {
     if (!kernel_has_futex_waitv())
         skip();
-    mc_context *ctx[2] = {open_ctx("look_us = 0\n"), open_ctx("look_us = 0\n")};
-    collector c;
-    collector_init(&c);
-    mc_publisher *pub = publisher(ctx[0], "armed");
-    mc_subscriber *sub = subscribe(ctx[1], "armed", &c);
-    introduce_both(ctx[0], ctx[1]);
-    char name[MC_LOCATOR_MAX + 1];
-    shm_name_of(ctx[0], name, sizeof(name));
-    unsigned char *base = map_segment(name, 4096);
-    mc_shm_header *h = (mc_shm_header *)base;
+    watched_pair w;
+    mc_shm_header *h =
+        watched_pair_open(&w, open_ctx("look_us = 0\n"), open_ctx("look_us = 0\n"), "armed");
     for (uint64_t s = 1; s <= 20; s++) {
         assert_true(wait_armed(h));
         uint32_t bell = atomic_load(&h->readers_bell);
-        assert_int_equal(publish_seq(pub, s, 100), 0);
+        assert_int_equal(publish_seq(w.pub, s, 100), 0);
         assert_int_equal(atomic_load(&h->readers_bell), bell + 1); /* only commits raise it */
-        assert_true(wait_count(&c, s, false));
+        assert_true(wait_count(&w.c, s, false));
     }
-    assert_int_equal(c.bad + c.out_of_order, 0);
-    assert_int_equal(all_drops(sub), 0);
-    munmap(base, 4096);
-    close_all(ctx, 2);
-    collector_fini(&c);
+    assert_int_equal(w.c.bad + w.c.out_of_order, 0);
+    assert_int_equal(all_drops(w.sub), 0);
+    watched_pair_close(&w);
 }
 
 static int endless_publisher(int to_parent, int from_parent)
