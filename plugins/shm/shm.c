@@ -89,6 +89,13 @@ static const mc_config_key shm_config_schema[] = {
             "tries again every 64 sleeps (0: never; spin_us > 0 replaces it)",
      .min = 0,
      .max = 1000},
+    {.name = "segment_wake",
+     .type = MC_CFG_BOOL,
+     .default_value = "true",
+     .doc = "a subscriber's wait thread sleeps on a word in every publisher segment it reads "
+            "as well as on its doorbell (futex_waitv, Linux 5.16), so that one wake-up call per "
+            "message serves every subscriber process; false: on its doorbell alone, and "
+            "publishers wake each subscriber process on its own"},
     {.name = "trusted_owners",
      .type = MC_CFG_STRING,
      .default_value = "",
@@ -157,6 +164,8 @@ static int read_config(mc_plugin *p)
         rc = h->config_int(h->ctx, "spin_us", &c->spin_us);
     if (rc == 0)
         rc = h->config_int(h->ctx, "look_us", &c->look_us);
+    if (rc == 0)
+        rc = h->config_bool(h->ctx, "segment_wake", &c->segment_wake);
     if (rc == 0)
         rc = h->config_bool(h->ctx, "reap", &c->reap);
     if (rc == 0)

@@ -29,6 +29,7 @@ typedef struct shm_config {
     int64_t max_subscribers;
     int64_t spin_us;
     int64_t look_us;
+    bool segment_wake; /* sleep on the segments' readers_bell too (futex_waitv) */
     bool reap;
     mc_shm_owners owners; /* whose segments and doorbells this process opens */
 } shm_config;

@@ -608,15 +608,23 @@ static size_t arm_segments(mc_plugin *p, struct futex_waitv *v)
 }
 
 /* A segment unmapped meanwhile makes the call fail (EFAULT) or return early: the loop
- * looks again, so that costs one round. */
-static void wait_any(struct futex_waitv *v, size_t n)
+ * looks again, so that costs one round. A kernel without the call (ENOSYS), a seccomp
+ * filter that refuses it (EPERM, as some container runtimes do) or one that rejects the
+ * arguments (EINVAL) would fail every time: the thread then never tries it again, rather
+ * than spin on a call that returns at once. */
+static void wait_any(mc_plugin *p, struct futex_waitv *v, size_t n)
 {
     struct timespec deadline;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
     deadline.tv_sec += SAFETY_WAIT_NS / 1000000000;
-    if (syscall(SYS_futex_waitv, v, (unsigned)n, 0u, &deadline, CLOCK_MONOTONIC) < 0 &&
-        errno == ENOSYS)
-        atomic_store(&no_futex_waitv, true);
+    if (syscall(SYS_futex_waitv, v, (unsigned)n, 0u, &deadline, CLOCK_MONOTONIC) == 0)
+        return;
+    int e = errno;
+    if ((e == ENOSYS || e == EPERM || e == EINVAL) && !atomic_exchange(&no_futex_waitv, true))
+        log_at(p, MC_LOG_INFO,
+               "futex_waitv is not available (%s): wait threads sleep on their doorbells, and "
+               "publishers wake each subscriber process on its own",
+               strerror(e));
 }
 
 /* The handshake with publishers: say how we sleep and arm, look once more, sleep. Every
@@ -627,7 +635,7 @@ static void sleep_until_rung(mc_plugin *p, mc_shm_bell *bell)
 {
     struct futex_waitv v[FUTEX_WAITV_MAX];
     size_t n = 0;
-    if (p->live_atts > 0 && !atomic_load(&no_futex_waitv)) {
+    if (p->live_atts > 0 && p->cfg.segment_wake && !atomic_load(&no_futex_waitv)) {
         atomic_store(&bell->sleeping, MC_SHM_BELL_ON_SEGMENTS);
         n = arm_segments(p, v);
     }
@@ -638,7 +646,7 @@ static void sleep_until_rung(mc_plugin *p, mc_shm_bell *bell)
         if (n > 0) {
             v[n] = (struct futex_waitv){
                 .uaddr = (uint64_t)(uintptr_t)&bell->ring, .val = seen, .flags = FUTEX_32};
-            wait_any(v, n + 1);
+            wait_any(p, v, n + 1);
         } else {
             mc_shm_futex_wait(&bell->ring, seen, p->live_atts > 0 ? SAFETY_WAIT_NS : -1);
         }

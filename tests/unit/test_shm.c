@@ -464,9 +464,10 @@ static void test_integrity_from_0_bytes_to_64_mib(void **state)
 }
 
 /* n subscribers, per_context of them sharing a context (and so a doorbell and thread). */
-static void fan_out(size_t n, size_t per_context)
+static void fan_out(size_t n, size_t per_context, const char *wake)
 {
-    const char *cfg = "slots = 4\nack_timeout = 30s\n";
+    char cfg[200];
+    snprintf(cfg, sizeof(cfg), "slots = 4\nack_timeout = 30s\n%s", wake);
     mc_context *ctx[9] = {open_ctx(cfg)};
     size_t contexts = 1 + (n + per_context - 1) / per_context;
     collector c[8];
@@ -497,8 +498,16 @@ static void fan_out(size_t n, size_t per_context)
 
 static void test_one_to_eight_subscribers(void **state)
 {
-    fan_out(1, 1);
-    fan_out(8, 2);
+    fan_out(1, 1, "");
+    fan_out(8, 2, "");
+}
+
+/* The same with every wait thread asleep on its doorbell alone (no futex_waitv): the path
+ * of older kernels, where a commit rings each subscribing context's bell. */
+static void test_one_to_eight_subscribers_woken_by_doorbells(void **state)
+{
+    fan_out(1, 1, "segment_wake = false\n");
+    fan_out(8, 2, "segment_wake = false\n");
 }
 
 /* Base name of a publisher: its locator without "-g0". */
@@ -1675,10 +1684,11 @@ static void test_a_small_ring_keeps_its_map_beside_write_seq(void **state)
     ring_with_slots(64);
 }
 
-/* The kernel has futex_waitv (5.16 on): with no waiters it answers EINVAL, not ENOSYS. */
+/* The kernel has futex_waitv (5.16 on) and no seccomp filter refuses it: asked to wait on
+ * no word at all it answers EINVAL (ENOSYS without it, EPERM or ENOSYS when filtered). */
 static bool kernel_has_futex_waitv(void)
 {
-    return syscall(SYS_futex_waitv, NULL, 0u, 0u, NULL, CLOCK_MONOTONIC) == 0 || errno != ENOSYS;
+    return syscall(SYS_futex_waitv, NULL, 0u, 0u, NULL, CLOCK_MONOTONIC) < 0 && errno == EINVAL;
 }
 
 static bool wait_armed(mc_shm_header *h)
@@ -1713,6 +1723,23 @@ static void test_a_commit_wakes_sleeping_readers_through_the_segment(void **stat
     }
     assert_int_equal(w.c.bad + w.c.out_of_order, 0);
     assert_int_equal(all_drops(w.sub), 0);
+    watched_pair_close(&w);
+}
+
+/* segment_wake = false: no thread arms a segment, so commits never wake through it (the
+ * doorbells carry every wake), and delivery goes on as before. */
+static void test_without_segment_wake_nothing_arms_the_segment(void **state)
+{
+    const char *cfg = "look_us = 0\nsegment_wake = false\n";
+    watched_pair w;
+    mc_shm_header *h = watched_pair_open(&w, open_ctx(cfg), open_ctx(cfg), "bells");
+    for (uint64_t s = 1; s <= 20; s++) {
+        assert_int_equal(publish_seq(w.pub, s, 100), 0);
+        assert_true(wait_count(&w.c, s, false));
+    }
+    assert_int_equal(atomic_load(&h->readers_armed), 0);
+    assert_int_equal(atomic_load(&h->readers_bell), 0);
+    assert_int_equal(w.c.bad + w.c.out_of_order, 0);
     watched_pair_close(&w);
 }
 
@@ -1835,6 +1862,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_integrity_from_0_bytes_to_64_mib),
         cmocka_unit_test(test_one_to_eight_subscribers),
+        cmocka_unit_test(test_one_to_eight_subscribers_woken_by_doorbells),
         cmocka_unit_test(test_growth_across_generations_loses_nothing),
         cmocka_unit_test(test_slow_subscriber_loses_oldest_and_counts_them),
         cmocka_unit_test(test_reliable_mode_is_lossless_with_a_slow_subscriber),
@@ -1854,6 +1882,7 @@ int main(void)
         cmocka_unit_test(test_readers_wake_a_sleeping_writer_once_all_are_past),
         cmocka_unit_test(test_a_small_ring_keeps_its_map_beside_write_seq),
         cmocka_unit_test(test_a_commit_wakes_sleeping_readers_through_the_segment),
+        cmocka_unit_test(test_without_segment_wake_nothing_arms_the_segment),
         cmocka_unit_test(test_held_spares_do_not_make_the_writer_wait),
         cmocka_unit_test(test_killing_a_publisher_never_hangs_its_subscriber),
         cmocka_unit_test(test_a_killed_subscriber_costs_reliable_sends_no_timeout),
