@@ -3,10 +3,9 @@
  *
  * Each publisher owns one segment (a ring of N slots plus one spare per subscribing
  * context and one more, at least two, a header and a subscriber table), replaced by a new
- * generation when a message
- * does not fit or more contexts subscribe. Each
- * subscribing instance owns one doorbell segment and one wait thread that reads every
- * publisher it is attached to. No lock is shared between processes: the ring is driven by
+ * generation when a message does not fit or more contexts subscribe. Each subscribing
+ * instance owns one doorbell segment and one wait thread that reads every publisher it is
+ * attached to. No lock is shared between processes: the ring is driven by
  * atomics and futexes, and every wait is bounded. doc/shm.md has the layout and protocol.
  *
  * This file: the descriptor, the [shm] configuration, the instance, and the doorbells of

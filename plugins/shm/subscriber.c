@@ -430,10 +430,14 @@ static void att_unlink_locked(mc_plugin *p, shm_att *att)
     }
 }
 
-/* A disconnected attachment that read all it will read. */
-static bool att_drained_locked(const shm_att *att)
+/* Nothing more to do with it: a disconnected attachment that read all it will read, or
+ * one sub_close released during a look (its subscriber may be freed already, so this is
+ * decided before anything reads att->sub). */
+static bool att_done_locked(const shm_att *att)
 {
-    return atomic_load(&att->drain_deadline) != 0 && !att->busy && att->finished;
+    if (att->busy)
+        return false;
+    return atomic_load(&att->detach) || (atomic_load(&att->drain_deadline) != 0 && att->finished);
 }
 
 /* One pass over every attachment. True when any made progress. */
@@ -443,15 +447,7 @@ static bool scan_all(mc_plugin *p)
     size_t live = 0;
     pthread_mutex_lock(&p->lock);
     for (shm_att *att = p->atts; att != NULL;) {
-        /* released by sub_close during a look (its subscriber may be freed already) */
-        if (atomic_load(&att->detach) && !att->busy) {
-            shm_att *next = att->next;
-            att_unlink_locked(p, att);
-            att_free(att);
-            att = next;
-            continue;
-        }
-        if (att_drained_locked(att)) {
+        if (att_done_locked(att)) {
             shm_att *next = att->next;
             att_unlink_locked(p, att);
             att_free(att);
