@@ -62,7 +62,7 @@ struct mc_plugin_pub {
     _Atomic uint32_t contexts; /* distinct subscribing contexts (doorbells) among peers */
     uint64_t read_by_all;      /* reliable: every waited-for subscriber read the messages below */
     uint32_t read_by_all_version; /* the table_version read_by_all was seen with */
-    uint32_t spin_misses;         /* reliable waits in a row a look before sleeping did not save */
+    mc_shm_look_policy spin;      /* whether a reliable wait looks before it sleeps */
 };
 
 static int64_t monotonic_ns(void)
@@ -490,10 +490,9 @@ static void entry_drop(mc_plugin_pub *pub, mc_shm_entry *e, const pub_peer *peer
  * that holds the publisher back is usually reading on another core, a message or two
  * behind: a short look finds the slot free without a futex wait here and a futex wake (a
  * syscall per message) on the reader's side. When readers share a core and cannot answer
- * within the look, it is CPU spent for nothing: after a look that failed the publisher
- * sleeps at once, and looks again only every SPIN_RETRY waits or after one that paid. */
+ * within the look, it is CPU spent for nothing: mc_shm_look_policy then makes the publisher
+ * sleep at once, and look again only now and then. */
 #define WRITER_SPIN_NS 20000
-#define SPIN_RETRY     64
 
 static void cpu_relax(void)
 {
@@ -521,19 +520,17 @@ static bool all_consumed(mc_plugin_pub *pub, size_t count, uint64_t n)
 
 static bool all_consumed_soon(mc_plugin_pub *pub, size_t count, uint64_t n)
 {
-    if (pub->spin_misses % SPIN_RETRY != 0) {
-        pub->spin_misses++;
-        return all_consumed(pub, count, n);
-    }
+    if (!mc_shm_look_now(&pub->spin))
+        return false;
     int64_t until = monotonic_ns() + WRITER_SPIN_NS;
     for (unsigned i = 1;; i++) {
+        cpu_relax();
         if (all_consumed(pub, count, n)) {
-            pub->spin_misses = 0;
+            mc_shm_look_paid(&pub->spin, true);
             return true;
         }
-        cpu_relax();
         if ((i & 63) == 0 && monotonic_ns() >= until) {
-            pub->spin_misses++;
+            mc_shm_look_paid(&pub->spin, false);
             return false;
         }
     }
@@ -629,9 +626,11 @@ static void wait_for_readers(mc_plugin_pub *pub, uint64_t n)
     if (count > 0)
         memcpy(pub->waiting, pub->peers, count * sizeof(*pub->waiting));
     pthread_mutex_unlock(&pub->lock);
-    int64_t deadline = monotonic_ns() + pub->plugin->cfg.ack_timeout_ms * 1000000;
-    if (!all_consumed_soon(pub, count, n))
+    if (!all_consumed(pub, count, n) && !all_consumed_soon(pub, count, n)) {
+        /* the look is at most 20 us of the ack_timeout: not worth a clock read per wait */
+        int64_t deadline = monotonic_ns() + pub->plugin->cfg.ack_timeout_ms * 1000000;
         sleep_until_read(pub, count, n, deadline);
+    }
     pub->read_by_all_version = version;
     pub->read_by_all = lowest_cursor(pub, count);
     if (pub->read_by_all <= n)

@@ -84,8 +84,8 @@ static const mc_config_key shm_config_schema[] = {
      .type = MC_CFG_INT,
      .default_value = "5",
      .doc = "microseconds a subscriber's wait thread that just delivered keeps looking before it "
-            "sleeps, while that pays: after a look that found nothing it sleeps at once, and "
-            "tries again every 64 sleeps (0: never; spin_us > 0 replaces it)",
+            "sleeps, while that pays: after looks that found nothing it sleeps at once for the "
+            "next 1, 2, 4 ... up to 64 sleeps (0: never; spin_us > 0 replaces it)",
      .min = 0,
      .max = 1000},
     {.name = "segment_wake",

@@ -18,6 +18,41 @@
 #include "ring.h"
 #include "segment.h"
 
+/* Whether to look (spin) for the other side before sleeping, learned from the last looks.
+ * A look that found nothing makes the next 1, 2, 4 ... up to MC_SHM_LOOK_SKIP_MAX waits
+ * sleep at once; one that paid starts over. A peer that usually answers within the look
+ * but missed once (preempted, a slow minute of the VM) costs one sleep, not a run of them:
+ * with a fixed "every 64 waits" two streaming processes fell into sleeping and waking each
+ * other per message (26 000 futex calls per million 64-byte reliable messages, against
+ * 2 000 with this). Peers that cannot answer within a look (sharing a core) still cost a
+ * look only every 64 waits once the misses add up. */
+#define MC_SHM_LOOK_SKIP_MAX 64u
+
+typedef struct mc_shm_look_policy {
+    uint32_t misses; /* looks in a row that found nothing */
+    uint32_t skip;   /* waits left that sleep without looking */
+} mc_shm_look_policy;
+
+static inline bool mc_shm_look_now(mc_shm_look_policy *lp)
+{
+    if (lp->skip == 0)
+        return true;
+    lp->skip--;
+    return false;
+}
+
+static inline void mc_shm_look_paid(mc_shm_look_policy *lp, bool found)
+{
+    if (found) {
+        lp->misses = 0;
+        return;
+    }
+    if (lp->misses < 31)
+        lp->misses++;
+    uint32_t skip = UINT32_C(1) << (lp->misses - 1);
+    lp->skip = skip < MC_SHM_LOOK_SKIP_MAX ? skip : MC_SHM_LOOK_SKIP_MAX;
+}
+
 typedef struct shm_config {
     int64_t slots;
     uint64_t min_size;
@@ -67,7 +102,7 @@ struct mc_plugin {
     size_t live_atts;
     bool looking; /* the thread polls attachments without the lock: none is freed under it */
     int64_t last_liveness_ns;
-    uint32_t look_misses; /* looks before sleeping that found nothing, in a row */
+    mc_shm_look_policy look; /* the wait thread's look before sleeping */
 };
 
 /* Logs through the host and, for errors returned from an op, also sets the detail. */

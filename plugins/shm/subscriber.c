@@ -31,6 +31,7 @@
 #define MAX_SEGMENT_SIZE  (UINT64_C(1) << 52)
 #define FOLLOW_ATTEMPTS   64
 #define DRAIN_NS          INT64_C(1000000000)
+#define CLOCK_EVERY       16u
 
 struct shm_sub {
     mc_plugin *plugin;
@@ -551,24 +552,20 @@ static bool look_found_work(mc_plugin *p, int64_t us)
 }
 
 /* After a delivery, before the thread sleeps: spin_us looks that long every time; else a
- * look of look_us, only while looking pays. A publisher streaming faster than a wake-up
- * (several microseconds here) is then read without a sleep and a wake per message on
- * either side; a topic with gaps longer than the look stops paying for it after one
- * miss, and tries again every LOOK_RETRY sleeps. */
-#define LOOK_RETRY 64
-
+ * look of look_us, while looking pays (mc_shm_look_policy). A publisher streaming faster
+ * than a wake-up (several microseconds here) is then read without a sleep and a wake per
+ * message on either side; a topic with gaps longer than the look soon stops paying for
+ * it, and tries again every MC_SHM_LOOK_SKIP_MAX sleeps. */
 static bool look_before_sleep(mc_plugin *p)
 {
     if (p->live_atts == 0)
         return false;
     if (p->cfg.spin_us > 0)
         return look_found_work(p, p->cfg.spin_us);
-    if (p->cfg.look_us <= 0 || (p->look_misses > 0 && p->look_misses % LOOK_RETRY != 0)) {
-        p->look_misses += p->look_misses > 0;
+    if (p->cfg.look_us <= 0 || !mc_shm_look_now(&p->look))
         return false;
-    }
     bool found = look_found_work(p, p->cfg.look_us);
-    p->look_misses = found ? 0 : p->look_misses + 1;
+    mc_shm_look_paid(&p->look, found);
     return found;
 }
 
@@ -656,15 +653,22 @@ static void *wait_thread(void *arg)
     mc_shm_bell *bell = p->bell;
     on_wait_thread = true;
     p->last_liveness_ns = monotonic_ns();
+    /* A busy thread reads the clock every CLOCK_EVERY rounds, not per round (a round often
+     * delivers one message, and a clock read costs 30 ns in a VM); slow callbacks delay
+     * the liveness check by at most CLOCK_EVERY of them. */
+    unsigned rounds = 0;
     while (!atomic_load(&p->stopping)) {
-        int64_t now = monotonic_ns();
-        if (now - p->last_liveness_ns >= LIVENESS_EVERY_NS) {
-            p->last_liveness_ns = now;
-            check_publishers(p);
+        if (rounds++ % CLOCK_EVERY == 0) {
+            int64_t now = monotonic_ns();
+            if (now - p->last_liveness_ns >= LIVENESS_EVERY_NS) {
+                p->last_liveness_ns = now;
+                check_publishers(p);
+            }
         }
         if (scan_all(p) || look_before_sleep(p))
             continue;
         sleep_until_rung(p, bell);
+        rounds = 0;
     }
     return NULL;
 }

@@ -31,6 +31,7 @@
 #include "../../plugins/shm/layout.h"
 #include "../../plugins/shm/ring.h"
 #include "../../plugins/shm/segment.h"
+#include "../../plugins/shm/shm.h"
 #include "context.h"
 
 #define WAIT_SECONDS 30
@@ -936,6 +937,44 @@ static void test_segments_of_other_users_are_refused_unless_trusted(void **state
     mc_context *bad = NULL;
     assert_int_equal(open_ctx_rc("trusted_owners = nosuchuser_mc\n", &bad), MC_ECONFIG);
     assert_non_null(strstr(mc_last_error(), "no user 'nosuchuser_mc'"));
+}
+
+/* Sleeps in a row that skip the look after `misses` looks that found nothing. */
+static unsigned skipped_after_misses(mc_shm_look_policy *lp, unsigned misses)
+{
+    for (unsigned i = 0; i < misses; i++) {
+        while (!mc_shm_look_now(lp)) {
+        }
+        mc_shm_look_paid(lp, false);
+    }
+    unsigned skipped = 0;
+    while (!mc_shm_look_now(lp))
+        skipped++;
+    return skipped;
+}
+
+/* One miss must cost one sleep, not a run of 64 (that pattern had a streaming publisher
+ * and its subscriber wake each other per message); misses that go on back off to one look
+ * every 64 sleeps; a look that pays starts over. */
+static void test_looks_back_off_after_misses_and_start_over_after_one_pays(void **state)
+{
+    (void)state;
+    mc_shm_look_policy lp = {0};
+    assert_true(mc_shm_look_now(&lp));
+    mc_shm_look_paid(&lp, true);
+    assert_true(mc_shm_look_now(&lp));
+    mc_shm_look_policy fresh = {0};
+    assert_int_equal(skipped_after_misses(&fresh, 1), 1);
+    fresh = (mc_shm_look_policy){0};
+    assert_int_equal(skipped_after_misses(&fresh, 3), 4);
+    fresh = (mc_shm_look_policy){0};
+    assert_int_equal(skipped_after_misses(&fresh, 7), MC_SHM_LOOK_SKIP_MAX);
+    assert_int_equal(skipped_after_misses(&fresh, 40), MC_SHM_LOOK_SKIP_MAX);
+    mc_shm_look_paid(&fresh, true);
+    assert_true(mc_shm_look_now(&fresh));
+    mc_shm_look_paid(&fresh, false);
+    assert_false(mc_shm_look_now(&fresh));
+    assert_true(mc_shm_look_now(&fresh));
 }
 
 static void test_names_stay_inside_dev_shm_and_parse_back(void **state)
@@ -1874,6 +1913,7 @@ int main(void)
         cmocka_unit_test(test_messages_written_before_a_goodbye_are_delivered),
         cmocka_unit_test(test_segments_of_other_users_are_refused_unless_trusted),
         cmocka_unit_test(test_names_stay_inside_dev_shm_and_parse_back),
+        cmocka_unit_test(test_looks_back_off_after_misses_and_start_over_after_one_pays),
         cmocka_unit_test(test_files_of_dead_processes_are_reaped),
         cmocka_unit_test(test_a_full_dev_shm_gives_clean_errors),
         cmocka_unit_test(test_a_corrupt_segment_is_dropped_and_the_subscriber_lives_on),
