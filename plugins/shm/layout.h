@@ -20,14 +20,14 @@
 
 #define MC_SHM_MAGIC          0x4853434du /* "MCSH" in memory on little-endian hosts */
 #define MC_SHM_BELL_MAGIC     0x4c42434du /* "MCBL" */
-#define MC_SHM_LAYOUT_VERSION 2
+#define MC_SHM_LAYOUT_VERSION 3
 #define MC_SHM_LINE           64u /* cache line: the unit of every region */
 /* Physical slots beyond the ring (spares): one for a send, one for a loan, and one more for
  * each subscribing context that may hold a slot inside a callback, up to the ring's size. */
 #define MC_SHM_MIN_SPARES 2u
 
 /* Bounds a reader enforces on a header before trusting any of it. */
-#define MC_SHM_MAX_RING_SLOTS    1024u
+#define MC_SHM_MAX_RING_SLOTS    1024u /* slots (2N + 2 at most) fit in newest's 24 bits */
 #define MC_SHM_MAX_TABLE_ENTRIES 4096u
 #define MC_SHM_MAX_CAPACITY      (UINT64_C(1) << 40)
 
@@ -70,12 +70,18 @@ typedef struct mc_shm_header {
     _Atomic uint32_t readers_bell;      /* futex: +1 by the commit that finds readers_armed */
     uint8_t reserved1b[20];
     _Atomic uint64_t write_seq; /* messages committed, over every generation */
-    /* The ring's map itself when it has at most MC_SHM_INLINE_MAP_SLOTS positions: a reader
-     * that sees write_seq move then finds the new message's slot in the same cache line. */
-    uint8_t inline_map[56];
+    /* The newest message's number and slot (MC_SHM_NEWEST_*), written before write_seq: a
+     * reader that sees write_seq move by one finds the slot in the same cache line, however
+     * large the ring. */
+    _Atomic uint64_t newest;
+    /* The ring's map itself when it has at most MC_SHM_INLINE_MAP_SLOTS positions, so that
+     * a reader a few messages behind finds their slots in this line too. */
+    uint8_t inline_map[48];
 } mc_shm_header;
 
-#define MC_SHM_INLINE_MAP_SLOTS 14u /* inline_map's uint32 entries */
+#define MC_SHM_INLINE_MAP_SLOTS 12u /* inline_map's uint32 entries */
+#define MC_SHM_NEWEST_SLOT_BITS 24  /* newest = (number mod 2^40) << 24 | slot */
+#define MC_SHM_NEWEST_SLOT_MASK ((UINT64_C(1) << MC_SHM_NEWEST_SLOT_BITS) - 1)
 
 /* One physical slot: this header, then slot_capacity payload bytes (64-byte aligned). */
 typedef struct mc_shm_slot {
@@ -165,7 +171,8 @@ static_assert(offsetof(mc_shm_header, readers_armed) == 156, "header layout chan
 static_assert(offsetof(mc_shm_header, ack_wanted) == 160, "header layout changed");
 static_assert(offsetof(mc_shm_header, readers_bell) == 168, "header layout changed");
 static_assert(offsetof(mc_shm_header, write_seq) == 192, "header layout changed");
-static_assert(offsetof(mc_shm_header, inline_map) == 200 &&
+static_assert(offsetof(mc_shm_header, newest) == 200, "newest must share write_seq's line");
+static_assert(offsetof(mc_shm_header, inline_map) == 208 &&
                   sizeof(((mc_shm_header *)0)->inline_map) == 4 * MC_SHM_INLINE_MAP_SLOTS,
               "the inline map must share write_seq's line");
 static_assert(sizeof(mc_shm_slot) == MC_SHM_LINE, "slot header must be one line");

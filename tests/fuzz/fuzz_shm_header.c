@@ -156,7 +156,8 @@ int main(int argc, char **argv)
         return 2;
     }
     if (write_segment(argv[1], "empty", 2, 0) != 0 || write_segment(argv[1], "one", 2, 1) != 0 ||
-        write_segment(argv[1], "wrapped", 2, 5) != 0 || write_segment(argv[1], "four", 4, 3) != 0)
+        write_segment(argv[1], "wrapped", 2, 5) != 0 || write_segment(argv[1], "four", 4, 3) != 0 ||
+        write_segment(argv[1], "large_ring", 16, 21) != 0)
         return 1;
     return 0;
 }

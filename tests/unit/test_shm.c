@@ -1676,10 +1676,55 @@ static void write_then_read_a_ring(mc_shm_writer *w, mc_shm_reader *r, uint64_t 
     }
 }
 
-/* A ring of up to 14 positions keeps its map in the rest of write_seq's cache line (a
- * reader that sees a commit finds the slot without a second transfer); a larger one after
- * the header. Either way the map overwrites nothing: three rings' worth of messages arrive
- * whole and in order, and the header still checks. */
+static uint32_t commit_empty(mc_shm_writer *w, const mc_endpoint_id *publisher)
+{
+    uint32_t slot = 0;
+    bool waited_out = false;
+    char err[200];
+    assert_int_equal(mc_shm_writer_take(w, 0, true, &slot, &waited_out, err, sizeof(err)), 0);
+    mc_sample sample = {
+        .struct_size = sizeof(sample), .publisher = *publisher, .seq = w->write_seq};
+    mc_shm_writer_commit(w, slot, &sample, 0);
+    uint64_t newest = atomic_load(&mc_shm_hdr(w->base)->newest);
+    assert_int_equal(newest & MC_SHM_NEWEST_SLOT_MASK, slot);
+    assert_int_equal(newest >> MC_SHM_NEWEST_SLOT_BITS, w->write_seq - 1);
+    return slot;
+}
+
+/* Reads with the map entry of message cursor pointing at the wrong slot for a moment. */
+static mc_shm_read read_with_a_bad_map_entry(mc_shm_reader *r, uint32_t right_slot)
+{
+    _Atomic uint32_t *entry = &mc_shm_map(r->base, &r->geo)[r->cursor % r->geo.ring_slots];
+    atomic_store(entry, (right_slot + 1) % r->geo.slot_count);
+    mc_sample got;
+    uint64_t lost = 0;
+    const char *problem = NULL;
+    mc_shm_read result = mc_shm_reader_begin(r, &got, &lost, &problem);
+    atomic_store(entry, right_slot);
+    if (result == MC_SHM_READ_MESSAGE)
+        assert_false(mc_shm_reader_end(r));
+    return result;
+}
+
+/* A reader that keeps up takes the newest message's slot from write_seq's line, so a bad
+ * map entry for it goes unread; one message behind, it goes by the map (and refuses the
+ * bad entry). */
+static void keep_up_then_fall_behind(mc_shm_writer *w, mc_shm_reader *r)
+{
+    uint32_t slot = commit_empty(w, &r->publisher);
+    assert_int_equal(read_with_a_bad_map_entry(r, slot), MC_SHM_READ_MESSAGE);
+    slot = commit_empty(w, &r->publisher);
+    uint32_t next = commit_empty(w, &r->publisher);
+    assert_int_equal(read_with_a_bad_map_entry(r, slot), MC_SHM_READ_CORRUPT);
+    r->cursor++;
+    assert_int_equal(read_with_a_bad_map_entry(r, next), MC_SHM_READ_MESSAGE);
+    assert_int_equal(r->cursor, w->write_seq);
+}
+
+/* A ring of up to 12 positions keeps its map in the rest of write_seq's cache line (a
+ * reader a few messages behind finds the slots without a second transfer); a larger one
+ * after the header. Either way the map overwrites nothing: three rings' worth of messages
+ * arrive whole and in order, and the header still checks. */
 static void ring_with_slots(uint32_t ring_slots)
 {
     mc_shm_geometry g;
@@ -1704,17 +1749,18 @@ static void ring_with_slots(uint32_t ring_slots)
     mc_shm_reader r = {.base = base, .geo = g, .publisher = pub_id};
     for (uint64_t round = 0; round < 3; round++)
         write_then_read_a_ring(&w, &r, round * ring_slots);
+    assert_int_equal(atomic_load(&((mc_shm_header *)base)->write_seq), 3u * ring_slots);
+    keep_up_then_fall_behind(&w, &r);
     mc_shm_expect expect = {.publisher = pub_id, .owner_pid = getpid(), .file_size = g.size};
     mc_shm_geometry checked;
     assert_null(mc_shm_header_check(base, &expect, &checked));
     assert_int_equal(checked.map_offset, g.map_offset);
-    assert_int_equal(atomic_load(&((mc_shm_header *)base)->write_seq), 3u * ring_slots);
     mc_shm_writer_fini(&w);
     munmap(base, g.size);
     close(fd);
 }
 
-static void test_a_small_ring_keeps_its_map_beside_write_seq(void **state)
+static void test_the_newest_slot_and_a_small_map_sit_beside_write_seq(void **state)
 {
     ring_with_slots(2);
     ring_with_slots(8);
@@ -1920,7 +1966,7 @@ int main(void)
         cmocka_unit_test(test_readers_that_died_inside_slots_do_not_stall_the_writer),
         cmocka_unit_test(test_a_spare_per_subscribing_context),
         cmocka_unit_test(test_readers_wake_a_sleeping_writer_once_all_are_past),
-        cmocka_unit_test(test_a_small_ring_keeps_its_map_beside_write_seq),
+        cmocka_unit_test(test_the_newest_slot_and_a_small_map_sit_beside_write_seq),
         cmocka_unit_test(test_a_commit_wakes_sleeping_readers_through_the_segment),
         cmocka_unit_test(test_without_segment_wake_nothing_arms_the_segment),
         cmocka_unit_test(test_held_spares_do_not_make_the_writer_wait),
