@@ -22,14 +22,15 @@
 static const mc_config_key shm_config_schema[] = {
     {.name = "slots",
      .type = MC_CFG_INT,
-     .default_value = "8",
+     .default_value = "0",
      .doc = "messages a publisher keeps for its subscribers: a subscriber more than this many "
-            "messages behind loses the oldest (counted as overrun)",
-     .min = 2,
+            "messages behind loses the oldest (counted as overrun); 0: by slot size, 64 while "
+            "they take at most 1 MiB, fewer for larger slots, never fewer than 8",
+     .min = 0,
      .max = 1024},
     {.name = "min_size",
      .type = MC_CFG_SIZE,
-     .default_value = "64K",
+     .default_value = "4K",
      .doc = "payload bytes of each slot of a new publisher; a larger message makes the publisher "
             "move to a larger segment",
      .min = 64,
@@ -176,6 +177,10 @@ static int read_config(mc_plugin *p)
                            "[shm] mode '%s' is not octal permissions that include 0600 (for "
                            "example 0600 or 0660)",
                            mode ? mode : "");
+    if (c->slots == 1)
+        return mc_shm_fail(p, MC_ECONFIG,
+                           "[shm] slots = 1: a ring needs at least 2 positions (0 sizes it by "
+                           "the slot size)");
     char why[300];
     if (!mc_shm_owners_parse(owners, &c->owners, why, sizeof(why)))
         return mc_shm_fail(p, MC_ECONFIG, "[shm] trusted_owners '%s': %s", owners, why);

@@ -576,6 +576,63 @@ static void test_growth_across_generations_loses_nothing(void **state)
     collector_fini(&c);
 }
 
+static int open_ctx_rc(const char *shm_lines, mc_context **out);
+
+/* ring_slots of generation gen of the segment base. */
+static uint32_t ring_of_generation(const char *base, unsigned gen)
+{
+    char name[300];
+    snprintf(name, sizeof(name), "%s-g%u", base, gen);
+    int fd = shm_open(name, O_RDONLY, 0);
+    assert_true(fd >= 0);
+    mc_shm_header h;
+    assert_int_equal(pread(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
+    close(fd);
+    return h.ring_slots;
+}
+
+/* Generations 0 (first slots) and 1 (grown for a 1 MiB message) of a publisher. */
+static void rings_before_and_after_growth(const char *shm_lines, uint32_t ring[2])
+{
+    mc_context *ctx[2] = {open_ctx(shm_lines), open_ctx(shm_lines)};
+    collector c;
+    collector_init(&c);
+    mc_publisher *pub = publisher(ctx[0], "ring");
+    subscribe(ctx[1], "ring", &c);
+    introduce_both(ctx[0], ctx[1]);
+    char base[MC_LOCATOR_MAX + 1];
+    base_of(ctx[0], base, sizeof(base));
+    assert_int_equal(publish_seq(pub, 1, 100), 0);
+    assert_int_equal(publish_seq(pub, 2, 1 << 20), 0);
+    assert_true(wait_count(&c, 2, false));
+    assert_int_equal(c.bad, 0);
+    ring[0] = ring_of_generation(base, 0);
+    ring[1] = ring_of_generation(base, 1);
+    close_all(ctx, 2);
+    collector_fini(&c);
+}
+
+/* By default the ring is long for small slots (a reliable fan-out then waits once per 64
+ * messages, not per 8) and short for large ones (memory); a fixed slots keeps N. */
+static void test_the_default_ring_follows_the_slot_size(void **state)
+{
+    (void)state;
+    uint32_t ring[2];
+    rings_before_and_after_growth(NULL, ring);
+    assert_int_equal(ring[0], 64);
+    assert_int_equal(ring[1], 8);
+    rings_before_and_after_growth("min_size = 128K\n", ring);
+    assert_int_equal(ring[0], 8);
+    rings_before_and_after_growth("min_size = 32K\n", ring);
+    assert_int_equal(ring[0], 32);
+    rings_before_and_after_growth("slots = 16\n", ring);
+    assert_int_equal(ring[0], 16);
+    assert_int_equal(ring[1], 16);
+    mc_context *bad = NULL;
+    assert_int_equal(open_ctx_rc("slots = 1\n", &bad), MC_ECONFIG);
+    assert_non_null(strstr(mc_last_error(), "slots = 1"));
+}
+
 static void test_slow_subscriber_loses_oldest_and_counts_them(void **state)
 {
     mc_context *ctx[2] = {open_ctx("slots = 8\n"), open_ctx("slots = 8\n")};
@@ -1949,6 +2006,7 @@ int main(void)
         cmocka_unit_test(test_one_to_eight_subscribers),
         cmocka_unit_test(test_one_to_eight_subscribers_woken_by_doorbells),
         cmocka_unit_test(test_growth_across_generations_loses_nothing),
+        cmocka_unit_test(test_the_default_ring_follows_the_slot_size),
         cmocka_unit_test(test_slow_subscriber_loses_oldest_and_counts_them),
         cmocka_unit_test(test_reliable_mode_is_lossless_with_a_slow_subscriber),
         cmocka_unit_test(test_reliable_mode_drops_a_stuck_subscriber_once),
