@@ -542,6 +542,36 @@ static bool all_consumed(mc_plugin_pub *pub, size_t count, uint64_t n)
     return true;
 }
 
+/* After the readers freed the slot, the publisher keeps looking while they keep reading,
+ * until they are half a ring further or the look's time is up: the sends that follow then
+ * need no look at their cursors (read_by_all). Going on at once makes the next send wait
+ * for the next message too, and every look takes the readers' cursor lines from their
+ * core: reliable 64 B to one subscriber went from 2.3 to 3.2-3.5 M msg/s (same minutes;
+ * 4 KiB and 1 MiB unchanged). Readers that pause (a large message each, a slow callback)
+ * end it after BATCH_STALL_NS. */
+#define BATCH_STALL_NS 2000
+
+static void look_for_more(mc_plugin_pub *pub, size_t count, uint64_t n, int64_t until)
+{
+    uint64_t enough = n + pub->cur->w.geo.ring_slots / 2;
+    int64_t give_up = until; /* nearer once the readers have not moved for 16 looks */
+    for (unsigned idle = 0; n < enough;) {
+        cpu_relax();
+        if (all_consumed(pub, count, n + 1)) {
+            n++;
+            idle = 0;
+            continue;
+        }
+        if (++idle % 16 != 0)
+            continue;
+        int64_t now = monotonic_ns();
+        if (idle == 16 && now + BATCH_STALL_NS < give_up)
+            give_up = now + BATCH_STALL_NS;
+        if (now >= give_up)
+            return;
+    }
+}
+
 static bool all_consumed_soon(mc_plugin_pub *pub, size_t count, uint64_t n)
 {
     if (!mc_shm_look_now(&pub->spin))
@@ -551,6 +581,7 @@ static bool all_consumed_soon(mc_plugin_pub *pub, size_t count, uint64_t n)
         cpu_relax();
         if (all_consumed(pub, count, n)) {
             mc_shm_look_paid(&pub->spin, true);
+            look_for_more(pub, count, n, until);
             return true;
         }
         if ((i & 63) == 0 && monotonic_ns() >= until) {
