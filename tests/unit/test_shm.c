@@ -576,63 +576,6 @@ static void test_growth_across_generations_loses_nothing(void **state)
     collector_fini(&c);
 }
 
-static int open_ctx_rc(const char *shm_lines, mc_context **out);
-
-/* ring_slots of generation gen of the segment base. */
-static uint32_t ring_of_generation(const char *base, unsigned gen)
-{
-    char name[300];
-    snprintf(name, sizeof(name), "%s-g%u", base, gen);
-    int fd = shm_open(name, O_RDONLY, 0);
-    assert_true(fd >= 0);
-    mc_shm_header h;
-    assert_int_equal(pread(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
-    close(fd);
-    return h.ring_slots;
-}
-
-/* Generations 0 (first slots) and 1 (grown for a 1 MiB message) of a publisher. */
-static void rings_before_and_after_growth(const char *shm_lines, uint32_t ring[2])
-{
-    mc_context *ctx[2] = {open_ctx(shm_lines), open_ctx(shm_lines)};
-    collector c;
-    collector_init(&c);
-    mc_publisher *pub = publisher(ctx[0], "ring");
-    subscribe(ctx[1], "ring", &c);
-    introduce_both(ctx[0], ctx[1]);
-    char base[MC_LOCATOR_MAX + 1];
-    base_of(ctx[0], base, sizeof(base));
-    assert_int_equal(publish_seq(pub, 1, 100), 0);
-    assert_int_equal(publish_seq(pub, 2, 1 << 20), 0);
-    assert_true(wait_count(&c, 2, false));
-    assert_int_equal(c.bad, 0);
-    ring[0] = ring_of_generation(base, 0);
-    ring[1] = ring_of_generation(base, 1);
-    close_all(ctx, 2);
-    collector_fini(&c);
-}
-
-/* By default the ring is long for small slots (a reliable fan-out then waits once per 64
- * messages, not per 8) and short for large ones (memory); a fixed slots keeps N. */
-static void test_the_default_ring_follows_the_slot_size(void **state)
-{
-    (void)state;
-    uint32_t ring[2];
-    rings_before_and_after_growth(NULL, ring);
-    assert_int_equal(ring[0], 64);
-    assert_int_equal(ring[1], 8);
-    rings_before_and_after_growth("min_size = 128K\n", ring);
-    assert_int_equal(ring[0], 8);
-    rings_before_and_after_growth("min_size = 32K\n", ring);
-    assert_int_equal(ring[0], 32);
-    rings_before_and_after_growth("slots = 16\n", ring);
-    assert_int_equal(ring[0], 16);
-    assert_int_equal(ring[1], 16);
-    mc_context *bad = NULL;
-    assert_int_equal(open_ctx_rc("slots = 1\n", &bad), MC_ECONFIG);
-    assert_non_null(strstr(mc_last_error(), "slots = 1"));
-}
-
 static void test_slow_subscriber_loses_oldest_and_counts_them(void **state)
 {
     mc_context *ctx[2] = {open_ctx("slots = 8\n"), open_ctx("slots = 8\n")};
@@ -1535,9 +1478,6 @@ static void test_readers_that_died_inside_slots_do_not_stall_the_writer(void **s
     collector_fini(&c);
 }
 
-/* Readers held in every spare (still in callbacks of messages long gone): a best-effort
- * writer takes the slot of the message it pushes out anyway instead of waiting pin_timeout
- * and writing under a reader. */
 /* A publisher in one context, a subscriber in another, introduced, and the publisher's
  * segment header mapped here: for the tests that watch or set words in shared memory. */
 typedef struct watched_pair {
@@ -1570,6 +1510,59 @@ static void watched_pair_close(watched_pair *w)
     collector_fini(&w->c);
 }
 
+/* ring_slots of generation gen of the segment base. */
+static uint32_t ring_of_generation(const char *base, unsigned gen)
+{
+    char name[300];
+    snprintf(name, sizeof(name), "%s-g%u", base, gen);
+    int fd = shm_open(name, O_RDONLY, 0);
+    assert_true(fd >= 0);
+    mc_shm_header h;
+    assert_int_equal(pread(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
+    close(fd);
+    return h.ring_slots;
+}
+
+/* Generations 0 (first slots) and 1 (grown for a 1 MiB message) of a publisher. */
+static void rings_before_and_after_growth(const char *shm_lines, uint32_t ring[2])
+{
+    watched_pair w;
+    mc_shm_header *h = watched_pair_open(&w, open_ctx(shm_lines), open_ctx(shm_lines), "ring");
+    char base[MC_LOCATOR_MAX + 1];
+    base_of(w.ctx[0], base, sizeof(base));
+    assert_int_equal(publish_seq(w.pub, 1, 100), 0);
+    assert_int_equal(publish_seq(w.pub, 2, 1 << 20), 0);
+    assert_true(wait_count(&w.c, 2, false));
+    assert_int_equal(w.c.bad, 0);
+    ring[0] = h->ring_slots;
+    ring[1] = ring_of_generation(base, 1);
+    watched_pair_close(&w);
+}
+
+/* By default the ring is long for small slots (a reliable fan-out then waits once per 64
+ * messages, not per 8) and short for large ones (memory); a fixed slots keeps N. */
+static void test_the_default_ring_follows_the_slot_size(void **state)
+{
+    (void)state;
+    uint32_t ring[2];
+    rings_before_and_after_growth(NULL, ring);
+    assert_int_equal(ring[0], 64);
+    assert_int_equal(ring[1], 8);
+    rings_before_and_after_growth("min_size = 128K\n", ring);
+    assert_int_equal(ring[0], 8);
+    rings_before_and_after_growth("min_size = 32K\n", ring);
+    assert_int_equal(ring[0], 32);
+    rings_before_and_after_growth("slots = 16\n", ring);
+    assert_int_equal(ring[0], 16);
+    assert_int_equal(ring[1], 16);
+    mc_context *bad = NULL;
+    assert_int_equal(open_ctx_rc("slots = 1\n", &bad), MC_ECONFIG);
+    assert_non_null(strstr(mc_last_error(), "slots = 1"));
+}
+
+/* Readers held in every spare (still in callbacks of messages long gone): a best-effort
+ * writer takes the slot of the message it pushes out anyway instead of waiting pin_timeout
+ * and writing under a reader. */
 static void test_held_spares_do_not_make_the_writer_wait(void **state)
 {
     const char *cfg = "slots = 8\n";
