@@ -64,7 +64,8 @@ typedef struct shm_config {
     int64_t max_subscribers;
     int64_t spin_us;
     int64_t look_us;
-    bool segment_wake; /* sleep on the segments' readers_bell too (futex_waitv) */
+    uint64_t uncached_copy_min; /* copies of at least this size bypass the cache; 0: never */
+    bool segment_wake;          /* sleep on the segments' readers_bell too (futex_waitv) */
     bool reap;
     mc_shm_owners owners; /* whose segments and doorbells this process opens */
 } shm_config;

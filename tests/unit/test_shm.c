@@ -464,6 +464,40 @@ static void test_integrity_from_0_bytes_to_64_mib(void **state)
     collector_fini(&c);
 }
 
+/* Publishes message number seq from a buffer misaligned by offset bytes. */
+static int publish_seq_misaligned(mc_publisher *pub, uint64_t seq, size_t size, size_t offset)
+{
+    unsigned char *buf = malloc(size + offset);
+    fill(buf + offset, size, seq);
+    int rc = mc_publish(pub, buf + offset, size);
+    free(buf);
+    return rc;
+}
+
+static void test_uncached_copies_keep_every_byte_of_any_length_from_any_address(void **state)
+{
+    /* the threshold low enough that every size below but the first takes the uncached copy:
+     * lengths that end inside a 16-byte store and a 64-byte round, sources not 16-aligned */
+    const char *cfg = "uncached_copy_min = 100\nack_timeout = 30s\n";
+    mc_context *ctx[2] = {open_ctx(cfg), open_ctx(cfg)};
+    static const size_t sizes[] = {99, 100, 101, 127, 128, 129, 200, 4095, 4096 + 17, 65536 + 63};
+    const size_t count = sizeof(sizes) / sizeof(sizes[0]);
+    collector c;
+    collector_init(&c);
+    c.size_of = sizes;
+    c.size_of_count = count;
+    mc_publisher *pub = publisher(ctx[0], "uncached");
+    mc_subscriber *sub = subscribe(ctx[1], "uncached", &c);
+    introduce_both(ctx[0], ctx[1]);
+    for (size_t i = 0; i < count; i++)
+        assert_int_equal(publish_seq_misaligned(pub, i + 1, sizes[i], i % 9), 0);
+    assert_true(wait_count(&c, count, false));
+    assert_int_equal(c.bad, 0);
+    assert_int_equal(all_drops(sub), 0);
+    close_all(ctx, 2);
+    collector_fini(&c);
+}
+
 /* n subscribers, per_context of them sharing a context (and so a doorbell and thread). */
 static void fan_out(size_t n, size_t per_context, const char *wake)
 {
@@ -1996,6 +2030,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_integrity_from_0_bytes_to_64_mib),
+        cmocka_unit_test(test_uncached_copies_keep_every_byte_of_any_length_from_any_address),
         cmocka_unit_test(test_one_to_eight_subscribers),
         cmocka_unit_test(test_one_to_eight_subscribers_woken_by_doorbells),
         cmocka_unit_test(test_growth_across_generations_loses_nothing),
