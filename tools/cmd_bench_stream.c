@@ -7,8 +7,9 @@
  * A writer and a reader process, pinned like the bench's publisher and subscriber, share a
  * ring in a MAP_SHARED mapping. Each slot is one cache line whose state is 2n+2 while it
  * holds message n, then the payload. The writer fills a slot (copy mode: fills a private
- * buffer and copies it in, the one copy mc_publish makes; zero-copy: fills the slot in
- * place) once the reader has freed it; the reader checks every byte in place and moves its
+ * buffer and copies it in, the one copy mc_publish makes, uncached from [shm]
+ * uncached_copy_min's default as there; zero-copy: fills the slot in place) once the
+ * reader has freed it; the reader checks every byte in place and moves its
  * cursor on. Nothing is lost and nothing waits in the kernel.
  */
 #ifndef _GNU_SOURCE
@@ -22,6 +23,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "../plugins/shm/copy.h"
 #include "cmd_bench_common.h"
 
 #define STREAM_SLOTS       8 /* memcast's shm default `slots`: the ring the bench publishes into */
@@ -96,7 +98,10 @@ static void write_message(const stream_run *r, unsigned char *scratch, uint64_t 
     unsigned char *slot = slot_at(r, n);
     if (scratch != NULL) {
         mc_bench_fill(scratch, r->size, n + 1, 0);
-        memcpy(slot + STREAM_LINE, scratch, r->size);
+        if (r->size >= MC_SHM_UNCACHED_COPY_MIN_DEFAULT)
+            mc_shm_copy_uncached(slot + STREAM_LINE, scratch, r->size);
+        else
+            memcpy(slot + STREAM_LINE, scratch, r->size);
     } else {
         mc_bench_fill(slot + STREAM_LINE, r->size, n + 1, 0);
     }

@@ -15,11 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "copy.h"
 #include "shm.h"
-
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 
 typedef struct shm_gen {
     uint32_t number;
@@ -802,40 +799,12 @@ static int take_slot(mc_plugin_pub *pub, uint64_t size, uint32_t *slot)
     return 0;
 }
 
-/* A large message is copied with non-temporal stores when the CPU has them: they go to
- * memory without first pulling each line into this core's cache, and a subscriber on another
- * core then reads the message from memory, which for 1 MiB was 2.5 times faster here than
- * taking each line out of the publisher's cache (doc/performance.md). The fence orders them
- * before the commit that publishes the slot, as ordinary stores are ordered anyway. */
-static void copy_uncached(unsigned char *dst, const unsigned char *src, size_t size)
-{
-    size_t done = 0;
-#if defined(__SSE2__)
-    size_t head = (size_t)(-(uintptr_t)dst & 15); /* the stores need 16-byte alignment */
-    if (head > size)
-        head = size;
-    memcpy(dst, src, head);
-    for (done = head; done + 64 <= size; done += 64) {
-        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(src + done));
-        __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(src + done + 16));
-        __m128i c = _mm_loadu_si128((const __m128i *)(const void *)(src + done + 32));
-        __m128i d = _mm_loadu_si128((const __m128i *)(const void *)(src + done + 48));
-        _mm_stream_si128((__m128i *)(void *)(dst + done), a);
-        _mm_stream_si128((__m128i *)(void *)(dst + done + 16), b);
-        _mm_stream_si128((__m128i *)(void *)(dst + done + 32), c);
-        _mm_stream_si128((__m128i *)(void *)(dst + done + 48), d);
-    }
-    _mm_sfence();
-#endif
-    memcpy(dst + done, src + done, size - done);
-}
-
 static void copy_payload(mc_plugin_pub *pub, uint32_t slot, const void *data, size_t size)
 {
     unsigned char *dst = mc_shm_payload_of(pub->cur->base, &pub->cur->w.geo, slot);
     uint64_t uncached_min = pub->plugin->cfg.uncached_copy_min;
     if (uncached_min > 0 && size >= uncached_min)
-        copy_uncached(dst, data, size);
+        mc_shm_copy_uncached(dst, data, size);
     else
         memcpy(dst, data, size);
 }
