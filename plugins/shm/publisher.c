@@ -66,13 +66,6 @@ struct mc_plugin_pub {
     mc_shm_look_policy spin;      /* whether a reliable wait looks before it sleeps */
 };
 
-static int64_t monotonic_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* ---- generations -------------------------------------------------------------------------- */
 
 static void gen_free(shm_gen *g)
@@ -565,7 +558,7 @@ static void look_for_more(mc_plugin_pub *pub, size_t count, uint64_t n, int64_t 
         }
         if (++idle % 16 != 0)
             continue;
-        int64_t now = monotonic_ns();
+        int64_t now = mc_shm_monotonic_ns();
         if (idle == 16 && now + BATCH_STALL_NS < give_up)
             give_up = now + BATCH_STALL_NS;
         if (now >= give_up)
@@ -577,7 +570,7 @@ static bool all_consumed_soon(mc_plugin_pub *pub, size_t count, uint64_t n)
 {
     if (!mc_shm_look_now(&pub->spin))
         return false;
-    int64_t until = monotonic_ns() + WRITER_SPIN_NS;
+    int64_t until = mc_shm_monotonic_ns() + WRITER_SPIN_NS;
     for (unsigned i = 1;; i++) {
         cpu_relax();
         if (all_consumed(pub, count, n)) {
@@ -585,7 +578,7 @@ static bool all_consumed_soon(mc_plugin_pub *pub, size_t count, uint64_t n)
             look_for_more(pub, count, n, until);
             return true;
         }
-        if ((i & 63) == 0 && monotonic_ns() >= until) {
+        if ((i & 63) == 0 && mc_shm_monotonic_ns() >= until) {
             mc_shm_look_paid(&pub->spin, false);
             return false;
         }
@@ -621,9 +614,9 @@ static void sleep_until_read(mc_plugin_pub *pub, size_t count, uint64_t n, int64
     mc_shm_writer *w = &pub->cur->w;
     mc_shm_header *h = mc_shm_hdr(w->base);
     atomic_store(&h->ack_wanted, n & MC_SHM_CURSOR_MASK);
-    int64_t next_liveness = monotonic_ns() + 100000000;
+    int64_t next_liveness = mc_shm_monotonic_ns() + 100000000;
     while (!all_consumed(pub, count, n)) {
-        int64_t now = monotonic_ns();
+        int64_t now = mc_shm_monotonic_ns();
         bool check_alive = now >= next_liveness;
         if (check_alive || now >= deadline) {
             next_liveness = now + 100000000;
@@ -684,7 +677,7 @@ static void wait_for_readers(mc_plugin_pub *pub, uint64_t n)
     pthread_mutex_unlock(&pub->lock);
     if (!all_consumed(pub, count, n) && !all_consumed_soon(pub, count, n)) {
         /* the look is at most 20 us of the ack_timeout: not worth a clock read per wait */
-        int64_t deadline = monotonic_ns() + pub->plugin->cfg.ack_timeout_ms * 1000000;
+        int64_t deadline = mc_shm_monotonic_ns() + pub->plugin->cfg.ack_timeout_ms * 1000000;
         sleep_until_read(pub, count, n, deadline);
     }
     pub->read_by_all_version = version;

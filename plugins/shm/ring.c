@@ -188,13 +188,6 @@ void mc_shm_writer_fini(mc_shm_writer *w)
     w->free_slots = NULL;
 }
 
-static int64_t monotonic_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Readers in slot beyond those known to have left for good. */
 static bool slot_pinned(mc_shm_writer *w, uint32_t slot)
 {
@@ -227,9 +220,9 @@ static bool wait_unpinned(mc_shm_writer *w, uint32_t slot, int64_t timeout_ns)
 {
     if (!slot_pinned(w, slot))
         return true; /* the usual case, without reading the clock */
-    int64_t deadline = monotonic_ns() + timeout_ns;
+    int64_t deadline = mc_shm_monotonic_ns() + timeout_ns;
     for (unsigned round = 0; slot_pinned(w, slot); round++) {
-        if (monotonic_ns() >= deadline) {
+        if (mc_shm_monotonic_ns() >= deadline) {
             w->stale_pins[slot] = atomic_load(&mc_shm_pin_of(w->base, &w->geo, slot)->count);
             return false;
         }

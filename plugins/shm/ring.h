@@ -7,12 +7,21 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <memcast/plugin.h>
 
 #include "layout.h"
 
 #define MC_SHM_LAYOUT_PAGE 4096u /* slots start on this boundary */
+
+/* Deadlines and pin ages of every side of the transport are on this clock. */
+static inline int64_t mc_shm_monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 /* Where everything is in a segment; computed from four numbers by both sides. */
 typedef struct mc_shm_geometry {

@@ -82,13 +82,6 @@ bool mc_shm_on_wait_thread(void)
     return on_wait_thread;
 }
 
-static int64_t monotonic_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static void log_at(mc_plugin *p, mc_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -375,7 +368,7 @@ static bool att_drain_expired(mc_plugin *p, shm_att *att)
 {
     int64_t deadline = atomic_load(&att->drain_deadline);
     mc_shm_header *h = mc_shm_hdr(att->m.base);
-    if (deadline == 0 || monotonic_ns() <= deadline ||
+    if (deadline == 0 || mc_shm_monotonic_ns() <= deadline ||
         atomic_load_explicit(&h->closed, memory_order_acquire) != 0)
         return false;
     uint64_t written = atomic_load_explicit(&h->write_seq, memory_order_acquire);
@@ -530,7 +523,7 @@ static bool any_news(const poll_entry *v, size_t n)
 static bool look_found_work(mc_plugin *p, int64_t us)
 {
     poll_entry v[POLL_MAX];
-    int64_t until = monotonic_ns() + us * 1000;
+    int64_t until = mc_shm_monotonic_ns() + us * 1000;
     bool found = false;
     pthread_mutex_lock(&p->lock);
     p->looking = true;
@@ -539,7 +532,7 @@ static bool look_found_work(mc_plugin *p, int64_t us)
     for (unsigned round = 1; !atomic_load(&p->stopping); round++) {
         if (n != SIZE_MAX && round % FULL_SCAN_EVERY != 0 && !any_news(v, n))
             continue;
-        if ((found = scan_all(p)) || monotonic_ns() >= until)
+        if ((found = scan_all(p)) || mc_shm_monotonic_ns() >= until)
             break;
         pthread_mutex_lock(&p->lock);
         n = poll_snapshot(p, v);
@@ -652,14 +645,14 @@ static void *wait_thread(void *arg)
     mc_plugin *p = arg;
     mc_shm_bell *bell = p->bell;
     on_wait_thread = true;
-    p->last_liveness_ns = monotonic_ns();
+    p->last_liveness_ns = mc_shm_monotonic_ns();
     /* A busy thread reads the clock every CLOCK_EVERY rounds, not per round (a round often
      * delivers one message, and a clock read costs 30 ns in a VM); slow callbacks delay
      * the liveness check by at most CLOCK_EVERY of them. */
     unsigned rounds = 0;
     while (!atomic_load(&p->stopping)) {
         if (rounds++ % CLOCK_EVERY == 0) {
-            int64_t now = monotonic_ns();
+            int64_t now = mc_shm_monotonic_ns();
             if (now - p->last_liveness_ns >= LIVENESS_EVERY_NS) {
                 p->last_liveness_ns = now;
                 check_publishers(p);
@@ -894,7 +887,7 @@ void mc_shm_sub_disconnect(mc_plugin_sub *handle, const mc_endpoint_id *pub)
             atomic_load(&att->drain_deadline) == 0 &&
             memcmp(&att->pub_id, pub, sizeof(*pub)) == 0) {
             /* the thread frees it once finished (it may be reading it now) */
-            atomic_store(&att->drain_deadline, monotonic_ns() + DRAIN_NS);
+            atomic_store(&att->drain_deadline, mc_shm_monotonic_ns() + DRAIN_NS);
             break;
         }
     }
