@@ -448,7 +448,7 @@ static void print_footer(const bench_opts *o, double gbps)
     if (stream_floor_planned(o))
         printf("  floor: the same fill and check per message through a bare %s ring of 8 slots "
                "between two processes, measured right before each size\n",
-               o->zero_copy ? "zero-copy" : "copy");
+               o->zero_copy ? "zero-copy" : "copy (uncached from 768 KiB, as mc_publish)");
 }
 
 /* One core's memcpy bandwidth, measured on the publisher's CPU. */
