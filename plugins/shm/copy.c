@@ -1,9 +1,9 @@
 /*
- * Why: mc_publish's copy leaves the whole message in the publisher's cache, and a
- * subscriber on another core then takes each line out of it, which in the development VM
- * ran at 5-6 GB/s; read from memory, with the prefetchers' help, the same message came
- * 2.5 times faster at 1 MiB (doc/performance.md). Ordinary stores need no fence before
- * the release store that commits a slot; non-temporal ones do.
+ * A large message goes into its slot with non-temporal stores: memcpy would leave it in
+ * the publisher's cache, and a subscriber on another core would then take it out line by
+ * line, which in the development VM ran at 5-6 GB/s; read from memory, with the
+ * prefetchers' help, a 1 MiB message came 2.5 times faster (doc/performance.md). Ordinary
+ * stores need no fence before the release store that commits a slot; these do.
  */
 #include "copy.h"
 
