@@ -25,6 +25,7 @@ typedef struct bench_opts {
     long warmup; /* -1: a default per size */
     int cpus[2];
     bool zero_copy, reliable, spin, json, no_floor, test_corrupt;
+    bool fill_uncached; /* zero-copy payloads are written with non-temporal stores */
     const char *transport;
     long subscribers;
     long rate; /* throughput: messages per second the publisher paces itself to; 0: unpaced */
@@ -52,6 +53,9 @@ enum { FLOOR_LINE = 1, FLOOR_COPY = 2, FLOOR_ZC = 4, FLOOR_SPIN_LINE = 8 };
 long long mc_bench_now_ns(void);
 bool mc_bench_pin(int cpu);
 void mc_bench_fill(void *buf, size_t size, uint64_t seq, uint64_t salt);
+/* The same payload written in place (a loan, a zero-copy floor's slot): with ordinary
+ * stores, or with non-temporal ones (--fill-uncached). */
+void mc_bench_fill_in_place(bool uncached, void *buf, size_t size, uint64_t seq, uint64_t salt);
 bool mc_bench_verify(const void *buf, size_t size, uint64_t salt, uint64_t *seq);
 void mc_bench_summarise(double *one_way_us, size_t n, bench_summary *out);
 long mc_bench_default_count(size_t size, bool throughput);

@@ -28,8 +28,12 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "cmd.h"
+
 #include "cmd_bench_common.h"
 
 /* ---- shared helpers -------------------------------------------------------------------- */
@@ -56,6 +60,47 @@ bool mc_bench_pin(int cpu)
 static uint64_t pattern_base(uint64_t seq, uint64_t salt)
 {
     return (seq * 0xff51afd7ed558ccdull) ^ salt;
+}
+
+#if defined(__SSE2__)
+/* Two words per non-temporal store once the address is 16-byte aligned; the sfence makes
+ * the stores visible before whatever publishes the buffer next. */
+static void fill_uncached(unsigned char *p, size_t size, uint64_t seq, uint64_t salt)
+{
+    size_t words = size / 8;
+    uint64_t base = pattern_base(seq, salt);
+    memcpy(p, &seq, 8);
+    size_t j = 1;
+    for (; j < words && ((uintptr_t)(p + j * 8) & 15) != 0; j++) {
+        uint64_t w = base + j * PATTERN_STEP;
+        memcpy(p + j * 8, &w, 8);
+    }
+    __m128i v = _mm_set_epi64x((long long)(base + (j + 1) * PATTERN_STEP),
+                               (long long)(base + j * PATTERN_STEP));
+    const __m128i step = _mm_set1_epi64x((long long)(2 * PATTERN_STEP));
+    for (; j + 2 <= words; j += 2) {
+        _mm_stream_si128((__m128i *)(void *)(p + j * 8), v);
+        v = _mm_add_epi64(v, step);
+    }
+    _mm_sfence();
+    for (; j < words; j++) {
+        uint64_t w = base + j * PATTERN_STEP;
+        memcpy(p + j * 8, &w, 8);
+    }
+    for (size_t i = words * 8; i < size; i++)
+        p[i] = (unsigned char)(seq + i);
+}
+#endif
+
+void mc_bench_fill_in_place(bool uncached, void *buf, size_t size, uint64_t seq, uint64_t salt)
+{
+#if defined(__SSE2__)
+    if (uncached && size >= 64) {
+        fill_uncached(buf, size, seq, salt);
+        return;
+    }
+#endif
+    mc_bench_fill(buf, size, seq, salt);
 }
 
 /* Two lanes at a time (a GCC/clang vector type, SSE2 on any x86-64): the fill and the check
@@ -303,6 +348,7 @@ void mc_bench_json_summary(const char *name, const bench_summary *s)
 typedef struct experiment {
     int kind; /* FLOOR_LINE, FLOOR_COPY or FLOOR_ZC */
     bool spin;
+    bool uncached; /* FLOOR_ZC: the payload is written with non-temporal stores */
     size_t size;
     long warmup, count;
     double *rtt_ns; /* in the shared mapping */
@@ -380,7 +426,7 @@ static void handle_payload(const experiment *e, const unsigned char *in, unsigne
         if (!mc_bench_verify(in, e->size, salt_in, &got))
             *bad = true;
         if (out != NULL)
-            mc_bench_fill(out, e->size, seq, salt_in ^ 1);
+            mc_bench_fill_in_place(e->uncached, out, e->size, seq, salt_in ^ 1);
     }
     if (got != seq)
         *bad = true;
@@ -408,7 +454,7 @@ static int floor_side(floor_plan *p, bool first)
                 if (e->kind == FLOOR_COPY)
                     memcpy(p->slot_ab, priv_out, e->size);
                 else if (e->kind == FLOOR_ZC)
-                    mc_bench_fill(p->slot_ab, e->size, seq, 0);
+                    mc_bench_fill_in_place(e->uncached, p->slot_ab, e->size, seq, 0);
                 signal_round(s, round + 1, e->spin);
                 if (!await_round(s, round + 2, e->spin))
                     goto failed;
@@ -462,6 +508,7 @@ static void plan_add(floor_plan *p, int kind, bool spin, size_t size, const benc
     experiment *e = &p->exps[p->nexps++];
     e->kind = kind;
     e->spin = spin;
+    e->uncached = kind == FLOOR_ZC && o->fill_uncached;
     e->size = size;
     e->count = o->count > 0 ? o->count : mc_bench_default_count(size, false);
     e->warmup = o->warmup >= 0 ? o->warmup : mc_bench_default_warmup(size);

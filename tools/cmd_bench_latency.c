@@ -80,7 +80,7 @@ static int send_payload(side *s, size_t size, uint64_t seq, uint64_t salt, long 
         int rc = mc_loan(s->pub, size, &buf);
         if (rc != 0)
             return rc;
-        mc_bench_fill(buf, size, seq, salt);
+        mc_bench_fill_in_place(s->run->o->fill_uncached, buf, size, seq, salt);
         return mc_commit(s->pub, buf, size);
     }
     mc_bench_fill(s->scratch, size, seq, salt);
@@ -104,7 +104,7 @@ static void on_ping(void *user, mc_subscriber *sub, const mc_msg *msg)
         void *buf;
         rc = mc_loan(s->pub, size, &buf);
         if (rc == 0) {
-            mc_bench_fill(buf, size, seq, SALT_PONG);
+            mc_bench_fill_in_place(s->run->o->fill_uncached, buf, size, seq, SALT_PONG);
             if (s->run->o->test_corrupt && seq % 10 == 0)
                 ((unsigned char *)buf)[size / 2] ^= 0x5a;
             rc = mc_commit(s->pub, buf, size);
@@ -342,9 +342,11 @@ static void report_text(const lat_run *run, const bench_summary *m, const floor_
 {
     const bench_opts *o = run->o;
     printf("memcast bench latency: transport %s, %s, %s wait, %s, CPUs %d,%d%s\n", o->transport,
-           o->zero_copy ? "zero-copy (loan)" : "copy (publish)", o->spin ? "spin" : "block",
-           o->reliable ? "reliable" : "best effort", o->cpus[0], o->cpus[1],
-           f && !f->pinned ? " (pinning FAILED)" : "");
+           o->zero_copy
+               ? (o->fill_uncached ? "zero-copy (loan, written uncached)" : "zero-copy (loan)")
+               : "copy (publish)",
+           o->spin ? "spin" : "block", o->reliable ? "reliable" : "best effort", o->cpus[0],
+           o->cpus[1], f && !f->pinned ? " (pinning FAILED)" : "");
     if (o->netns[BENCH_ROLE_PUB][0] != '\0')
         printf("network namespaces: pinger in %s, ponger in %s (the floor: this namespace)\n",
                o->netns[BENCH_ROLE_PUB], o->netns[BENCH_ROLE_SUB]);
@@ -371,10 +373,11 @@ static void report_text(const lat_run *run, const bench_summary *m, const floor_
 static void report_json(const lat_run *run, const bench_summary *m, const floor_result *f)
 {
     const bench_opts *o = run->o;
-    printf("{\"bench\": \"latency\", \"transport\": \"%s\", \"zero_copy\": %s, \"wait\": \"%s\", "
+    printf("{\"bench\": \"latency\", \"transport\": \"%s\", \"zero_copy\": %s, "
+           "\"fill_uncached\": %s, \"wait\": \"%s\", "
            "\"reliable\": %s, \"cpus\": [%d, %d], \"corrupt\": %llu, \"lost\": 0, ",
-           o->transport, o->zero_copy ? "true" : "false", o->spin ? "spin" : "block",
-           o->reliable ? "true" : "false", o->cpus[0], o->cpus[1],
+           o->transport, o->zero_copy ? "true" : "false", o->fill_uncached ? "true" : "false",
+           o->spin ? "spin" : "block", o->reliable ? "true" : "false", o->cpus[0], o->cpus[1],
            (unsigned long long)(atomic_load(&run->sh->corrupt_at_ponger) +
                                 atomic_load(&run->sh->corrupt_at_pinger)));
     if (o->netns[BENCH_ROLE_PUB][0] != '\0')

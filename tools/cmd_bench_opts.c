@@ -129,6 +129,7 @@ int mc_bench_parse(const cli_command *cmd, int argc, char **argv, bench_opts *o,
                                {"--transport", 't', NULL, &o->transport},
                                {"--netns", 0, NULL, &netns},
                                {"--zero-copy", 0, &o->zero_copy, NULL},
+                               {"--fill-uncached", 0, &o->fill_uncached, NULL},
                                {"--reliable", 0, &o->reliable, NULL},
                                {"--json", 0, &o->json, NULL},
                                {"--no-floor", 0, &o->no_floor, NULL},
@@ -248,6 +249,10 @@ int mc_bench_start(const cli_command *cmd, int argc, char **argv, bench_opts *o)
     int rc = mc_bench_parse(cmd, argc, argv, o, &what);
     if (rc >= 0)
         return rc;
+    if (o->fill_uncached && !o->zero_copy)
+        return usage_error("--fill-uncached needs --zero-copy: it is how the publisher writes "
+                           "its loan (mc_publish copies with non-temporal stores by itself, from "
+                           "[shm] uncached_copy_min)");
     if (!mc_bench_netns_usable(o))
         return EXIT_FAILED;
     signal(SIGPIPE, SIG_IGN);
@@ -268,8 +273,10 @@ static const char *human_size(size_t size, char *buf, size_t n)
 static void floor_text(const bench_opts *o, const floor_result *f)
 {
     char label[64], hs[32];
-    printf("memcast bench floor: CPUs %d,%d%s; payload rounds wait by %s\n", o->cpus[0], o->cpus[1],
-           f->pinned ? "" : " (pinning FAILED: processes float)", o->spin ? "spinning" : "futex");
+    printf("memcast bench floor: CPUs %d,%d%s; payload rounds wait by %s%s\n", o->cpus[0],
+           o->cpus[1], f->pinned ? "" : " (pinning FAILED: processes float)",
+           o->spin ? "spinning" : "futex",
+           o->fill_uncached ? "; zero-copy payloads written uncached" : "");
     mc_bench_print_summary_header();
     mc_bench_print_summary("line, futex wait/wake", &f->line_block);
     mc_bench_print_summary("line, spinning", &f->line_spin);
@@ -284,8 +291,10 @@ static void floor_text(const bench_opts *o, const floor_result *f)
 
 static void floor_json(const bench_opts *o, const floor_result *f)
 {
-    printf("{\"bench\": \"floor\", \"cpus\": [%d, %d], \"pinned\": %s, \"wait\": \"%s\", ",
-           o->cpus[0], o->cpus[1], f->pinned ? "true" : "false", o->spin ? "spin" : "block");
+    printf("{\"bench\": \"floor\", \"cpus\": [%d, %d], \"pinned\": %s, \"wait\": \"%s\", "
+           "\"fill_uncached\": %s, ",
+           o->cpus[0], o->cpus[1], f->pinned ? "true" : "false", o->spin ? "spin" : "block",
+           o->fill_uncached ? "true" : "false");
     mc_bench_json_summary("line_block", &f->line_block);
     printf(", ");
     mc_bench_json_summary("line_spin", &f->line_spin);

@@ -46,7 +46,7 @@ typedef struct stream_run {
     unsigned char *ring; /* STREAM_SLOTS slots of stride bytes, after sh in the same mapping */
     size_t size, stride;
     uint64_t count;
-    bool zero_copy;
+    bool zero_copy, fill_uncached;
     int cpus[2]; /* writer, reader */
 } stream_run;
 
@@ -103,7 +103,7 @@ static void write_message(const stream_run *r, unsigned char *scratch, uint64_t 
         else
             memcpy(slot + STREAM_LINE, scratch, r->size);
     } else {
-        mc_bench_fill(slot + STREAM_LINE, r->size, n + 1, 0);
+        mc_bench_fill_in_place(r->fill_uncached, slot + STREAM_LINE, r->size, n + 1, 0);
     }
     atomic_store_explicit(slot_state(slot), 2 * n + 2, memory_order_release);
 }
@@ -225,6 +225,7 @@ int mc_bench_stream_floor(const bench_opts *o, size_t size, long count, bench_st
                     .stride = STREAM_LINE + (size + STREAM_LINE - 1) / STREAM_LINE * STREAM_LINE,
                     .count = capped_count(size, count),
                     .zero_copy = o->zero_copy,
+                    .fill_uncached = o->fill_uncached,
                     .cpus = {o->cpus[0], o->cpus[1]}};
     size_t bytes = sizeof(stream_shared) + STREAM_SLOTS * r.stride;
     void *map = mc_bench_shared_alloc(bytes);

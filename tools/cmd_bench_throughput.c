@@ -157,7 +157,7 @@ static int publish_one(tp_run *run, mc_publisher *pub, unsigned char *scratch, u
             return rc;
         if (timed)
             inside = mc_bench_now_ns() - t0;
-        mc_bench_fill(buf, run->size, seq, 0);
+        mc_bench_fill_in_place(run->o->fill_uncached, buf, run->size, seq, 0);
         if (corrupt)
             ((unsigned char *)buf)[run->size / 2] ^= 0x5a;
         t0 = timed ? mc_bench_now_ns() : 0;
@@ -411,9 +411,10 @@ static void print_header(const bench_opts *o, double gbps)
     bool netns = o->netns[BENCH_ROLE_PUB][0] != '\0';
     if (o->json) {
         printf("{\"bench\": \"throughput\", \"transport\": \"%s\", \"zero_copy\": %s, "
-               "\"reliable\": %s, \"subscribers\": %ld, \"rate\": %ld, \"memcpy_gbps\": %.3f, ",
-               o->transport, o->zero_copy ? "true" : "false", o->reliable ? "true" : "false",
-               o->subscribers, o->rate, gbps);
+               "\"fill_uncached\": %s, \"reliable\": %s, \"subscribers\": %ld, \"rate\": %ld, "
+               "\"memcpy_gbps\": %.3f, ",
+               o->transport, o->zero_copy ? "true" : "false", o->fill_uncached ? "true" : "false",
+               o->reliable ? "true" : "false", o->subscribers, o->rate, gbps);
         if (netns)
             printf("\"netns\": [\"%s\", \"%s\"], ", o->netns[BENCH_ROLE_PUB],
                    o->netns[BENCH_ROLE_SUB]);
@@ -422,7 +423,9 @@ static void print_header(const bench_opts *o, double gbps)
     }
     printf("memcast bench throughput: transport %s, %s, %s, %ld subscriber(s), CPUs %d "
            "(publisher), %d (subscribers)\n",
-           o->transport, o->zero_copy ? "zero-copy" : "copy",
+           o->transport,
+           o->zero_copy ? (o->fill_uncached ? "zero-copy (written uncached)" : "zero-copy")
+                        : "copy",
            o->reliable ? "reliable" : "best effort", o->subscribers, o->cpus[0], o->cpus[1]);
     if (o->rate > 0)
         printf("paced: %ld messages per second\n", o->rate);

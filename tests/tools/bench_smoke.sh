@@ -76,6 +76,22 @@ if timeout 120 "$memcast" bench throughput --size 64 --count 1000 --reliable --j
 fi
 has "$tmp/badtp.json" '"received": 1000, .*"corrupt": 10,'
 
+# --fill-uncached writes loans with non-temporal stores: every byte still arrives, also of
+# sizes that end inside a store; without --zero-copy it is a usage error.
+timeout 120 "$memcast" bench throughput --size 64,100,100003 --count 500 --reliable --zero-copy \
+    --fill-uncached --json --no-floor >"$tmp/tpu.json" 2>"$tmp/tpu.err" ||
+    fail "bench throughput --fill-uncached exited $?: $(cat "$tmp/tpu.err")"
+for size in 64 100 100003; do
+    has "$tmp/tpu.json" '"fill_uncached": true' \
+        "\"size\": $size, \"count\": 500, \"received\": 500, [^}]*\"lost\": 0, \"corrupt\": 0,"
+done
+timeout 120 "$memcast" bench latency --size 1000 --count 200 --json --zero-copy --fill-uncached \
+    >"$tmp/latu.json" 2>"$tmp/latu.err" || fail "bench latency --fill-uncached exited $?"
+has "$tmp/latu.json" '"fill_uncached": true' '"corrupt": 0,' '"n": 200,'
+timeout 10 "$memcast" bench throughput --fill-uncached --size 64 >/dev/null 2>"$tmp/u.err"
+[ $? -eq 2 ] && grep -q -- '--fill-uncached needs --zero-copy' "$tmp/u.err" ||
+    fail "bench throughput --fill-uncached without --zero-copy should exit 2 saying why"
+
 # A usage error is an error, not a hang.
 timeout 10 "$memcast" bench latency --size 3 >/dev/null 2>&1
 [ $? -eq 2 ] || fail "bench latency --size 3 should exit 2"
