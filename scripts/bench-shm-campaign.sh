@@ -35,6 +35,8 @@ thrice lat_look0 -c "$out/look0.ini" bench latency --json --size 64,4K
 thrice lat_look0_zc -c "$out/look0.ini" bench latency --json --zero-copy --size 64,4K
 thrice tp_rel bench throughput --json --reliable --size 64,4K,1M
 thrice tp_rel_zc bench throughput --json --reliable --zero-copy --size 64,1M
+thrice tp_rel_zcu bench throughput --json --reliable --zero-copy --fill-uncached --size 1M,8M
+thrice lat_zcu bench latency --json --zero-copy --fill-uncached --size 1M,8M
 for r in 1 2 3; do
     for s in 1 8; do
         once fan_be_$s.$r bench throughput --json --size 4K --count 200000 --subscribers $s --no-floor

@@ -95,6 +95,9 @@ def main():
         throughput(out, "tp_rel", size)
     for size in (64, 1 << 20):
         throughput(out, "tp_rel_zc", size)
+    for size in (1 << 20, 8 << 20):
+        throughput(out, "tp_rel_zcu", size)
+        latency(out, "lat_zcu", size)
     fan_out(out, "fan_be", "pub_cpu_ns_per_msg")
     fan_out(out, "fan_rel", "pub_cpu_ns_per_msg")
     fan_out(out, "pace_be", "publish_ns_per_msg")
