@@ -33,7 +33,6 @@
 #endif
 
 #include "cmd.h"
-
 #include "cmd_bench_common.h"
 
 /* ---- shared helpers -------------------------------------------------------------------- */
