@@ -35,6 +35,9 @@ parse_result cli_parse_options(const cli_command *cmd, int argc, char **argv,
                                const cli_option *opts, size_t nopts, const char **positional,
                                size_t max_positional, size_t *npositional);
 
+/* A byte count: digits, optionally followed by K, M or G (KiB, MiB, GiB; either case). */
+bool cli_parse_size(const char *text, unsigned long long *out);
+
 /* The exit status for a parse result other than PARSE_OK. */
 int cli_parse_exit_code(parse_result r);
 

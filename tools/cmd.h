@@ -13,7 +13,4 @@ int mc_cmd_bench(const cli_command *cmd, cli_global *global, int argc, char **ar
 int mc_cmd_clean(const cli_command *cmd, cli_global *global, int argc, char **argv);
 int mc_cmd_ls(const cli_command *cmd, cli_global *global, int argc, char **argv);
 
-/* Byte i of a generated payload with sequence number seq (pub --size, sub --verify). */
-unsigned char mc_cli_pattern(uint64_t seq, size_t i);
-
 #endif

@@ -19,17 +19,8 @@
 
 static bool parse_size(const char *text, size_t *out)
 {
-    char *end;
-    unsigned long long v = strtoull(text, &end, 10);
-    if (end == text)
-        return false;
-    if (*end == 'K' || *end == 'k')
-        v <<= 10, end++;
-    else if (*end == 'M' || *end == 'm')
-        v <<= 20, end++;
-    else if (*end == 'G' || *end == 'g')
-        v <<= 30, end++;
-    if (*end != '\0' || v < 16 || v > (1ull << 30))
+    unsigned long long v = 0;
+    if (!cli_parse_size(text, &v) || v < 16 || v > (1ull << 30))
         return false;
     *out = (size_t)v;
     return true;

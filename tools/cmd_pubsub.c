@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "cmd.h"
+#include "pattern.h"
 
 static volatile sig_atomic_t interrupted;
 
@@ -28,11 +29,6 @@ static void catch_signals(void)
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-}
-
-unsigned char mc_cli_pattern(uint64_t seq, size_t i)
-{
-    return (unsigned char)(seq * 151u + i * 13u + (i >> 10));
 }
 
 static int open_context(const cli_global *global, mc_context **ctx)
@@ -54,6 +50,15 @@ static int parse_count(const char *text, const char *what, unsigned long long *o
         return EXIT_USAGE;
     }
     *out = v;
+    return EXIT_OK;
+}
+
+static int parse_size(const char *text, unsigned long long *out)
+{
+    if (text != NULL && !cli_parse_size(text, out)) {
+        fprintf(stderr, "memcast: --size '%s' is not a size (bytes, or with K, M or G)\n", text);
+        return EXIT_USAGE;
+    }
     return EXIT_OK;
 }
 
@@ -82,8 +87,7 @@ static int publish_generated(mc_publisher *pub, unsigned long long size, unsigne
             fprintf(stderr, "memcast pub: %s\n", mc_last_error());
             return EXIT_FAILED;
         }
-        for (size_t i = 0; i < size; i++)
-            ((unsigned char *)buf)[i] = mc_cli_pattern(seq, i);
+        mc_cli_pattern_fill(buf, size, seq);
         if (mc_commit(pub, buf, size) != 0) {
             fprintf(stderr, "memcast pub: %s\n", mc_last_error());
             return EXIT_FAILED;
@@ -141,7 +145,7 @@ int mc_cmd_pub(const cli_command *cmd, cli_global *global, int argc, char **argv
         fprintf(stderr, "memcast pub: a TOPIC is needed\nTry 'memcast pub --help'.\n");
         return EXIT_USAGE;
     }
-    if (parse_count(size_text, "--size", &size) || parse_count(rate_text, "--rate", &rate) ||
+    if (parse_size(size_text, &size) || parse_count(rate_text, "--rate", &rate) ||
         parse_count(count_text, "--count", &count) || parse_count(wait_text, "--wait", &wait))
         return EXIT_USAGE;
     mc_context *ctx = NULL;
@@ -179,11 +183,7 @@ typedef struct sub_state {
 
 static bool payload_intact(const mc_msg *msg)
 {
-    const unsigned char *p = mc_msg_data(msg);
-    for (size_t i = 0; i < mc_msg_size(msg); i++)
-        if (p[i] != mc_cli_pattern(mc_msg_seq(msg), i))
-            return false;
-    return true;
+    return mc_cli_pattern_intact(mc_msg_data(msg), mc_msg_size(msg), mc_msg_seq(msg));
 }
 
 static bool printable(const unsigned char *p, size_t n)

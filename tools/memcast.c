@@ -5,7 +5,10 @@
  * adding one means writing its run function and a table row. Exit status: 0 success,
  * 1 the operation failed, 2 usage error.
  */
+#include <ctype.h>
+#include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -301,6 +304,29 @@ parse_result cli_parse_options(const cli_command *cmd, int argc, char **argv,
     if (npositional != NULL)
         *npositional = count;
     return PARSE_OK;
+}
+
+bool cli_parse_size(const char *text, unsigned long long *out)
+{
+    static const char units[] = "KMG";
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno != 0 || end == text || text[0] == '-' || text[0] == '+' ||
+        isspace((unsigned char)text[0]))
+        return false;
+    const char *unit = *end != '\0' ? strchr(units, toupper((unsigned char)*end)) : NULL;
+    if (unit != NULL) {
+        unsigned shift = 10u * (unsigned)(unit - units + 1);
+        if (v > (ULLONG_MAX >> shift))
+            return false;
+        v <<= shift;
+        end++;
+    }
+    if (*end != '\0')
+        return false;
+    *out = v;
+    return true;
 }
 
 int cli_parse_exit_code(parse_result r)
@@ -1001,9 +1027,9 @@ static const cli_command commands[] = {
      "\nWith TEXT, publishes it once; with neither TEXT nor --size/--rate/--count, publishes\n"
      "each line of stdin. --size, --rate or --count publish generated payloads whose every\n"
      "byte derives from the sequence number (memcast sub --verify checks them): --count N\n"
-     "messages (default 1, or endless with --rate) of --size bytes at --rate per second\n"
-     "(default as fast as possible). Waits first until --wait subscribers (default 1) are\n"
-     "matched, at most 10 s; --wait 0 does not wait.\n"
+     "messages (default 1, or endless with --rate) of --size bytes (or with K, M, G) at\n"
+     "--rate per second (default as fast as possible). Waits first until --wait subscribers\n"
+     "(default 1) are matched, at most 10 s; --wait 0 does not wait.\n"
      "\nExit status: 0 success, 1 a publish failed or no subscriber came, 2 usage error.\n",
      mc_cmd_pub},
     {"sub", "Print (or verify) what arrives on a topic.",

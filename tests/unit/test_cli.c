@@ -26,6 +26,8 @@
  * brings framework/config.h and loader.h from its own directory. */
 #include "context.h"
 
+#include "../../tools/pattern.h"
+
 /* ---- environment ---------------------------------------------------------------------------- */
 
 static char binary[4096];
@@ -758,6 +760,68 @@ static void test_usage_errors_exit_2(void **state)
     run_result_free(&r);
 }
 
+/* ---- generated payloads (pub --size, sub --verify) ----------------------------------------- */
+
+/* Sizes around the 16-byte chunks and the KiB steps of the pattern, at odd addresses. */
+static const size_t pattern_sizes[] = {0, 1, 15, 16, 17, 31, 1023, 1024, 1025, 2049, 5000};
+
+static void test_pattern_fill_writes_the_pattern_byte_by_byte(void **state)
+{
+    (void)state;
+    unsigned char *buf = malloc(5000 + 3);
+    assert_non_null(buf);
+    for (uint64_t seq = 0; seq < 300; seq += 37)
+        for (size_t s = 0; s < sizeof(pattern_sizes) / sizeof(*pattern_sizes); s++)
+            for (size_t offset = 0; offset < 3; offset++) {
+                size_t size = pattern_sizes[s];
+                memset(buf, 0x5a, 5000 + 3);
+                mc_cli_pattern_fill(buf + offset, size, seq);
+                for (size_t i = 0; i < size; i++)
+                    assert_int_equal(buf[offset + i], mc_cli_pattern(seq, i));
+                assert_int_equal(buf[offset + size], 0x5a); /* nothing beyond */
+                assert_true(mc_cli_pattern_intact(buf + offset, size, seq));
+            }
+    free(buf);
+}
+
+/* One wrong byte anywhere, or the pattern of another message, is found. */
+static void test_pattern_check_finds_any_changed_byte(void **state)
+{
+    (void)state;
+    size_t size = 5000;
+    unsigned char *buf = malloc(size + 1);
+    assert_non_null(buf);
+    mc_cli_pattern_fill(buf + 1, size, 7);
+    assert_false(mc_cli_pattern_intact(buf + 1, size, 8));
+    for (size_t i = 0; i < size; i++) {
+        buf[1 + i] ^= 0x10;
+        assert_false(mc_cli_pattern_intact(buf + 1, size, 7));
+        buf[1 + i] ^= 0x10;
+    }
+    assert_true(mc_cli_pattern_intact(buf + 1, size, 7));
+    free(buf);
+}
+
+/* --size takes the units bench --size takes; what is not a size says so. */
+static void test_pub_size_takes_units(void **state)
+{
+    (void)state;
+    const char *cfg = write_config("[framework]\nplugins = inproc\n");
+    run_result r;
+    run_memcast(&r, NULL, ARGS("-c", cfg, "pub", "sizes", "--size", "4K", "--wait", "0"));
+    expect_exit(&r, 0);
+    run_result_free(&r);
+
+    const char *bad[] = {"4Q", "-1", "K", "1K2", " 1", "20000000000G"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        run_memcast(&r, NULL, ARGS("-c", cfg, "pub", "sizes", "--size", bad[i], "--wait", "0"));
+        expect_exit(&r, 2);
+        expect_contains(r.err, "--size");
+        expect_contains(r.err, bad[i]);
+        run_result_free(&r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -779,6 +843,9 @@ int main(void)
         cmocka_unit_test_teardown(test_help_for_every_subcommand, remove_temps),
         cmocka_unit_test_teardown(test_unknown_subcommand_suggests, remove_temps),
         cmocka_unit_test_teardown(test_usage_errors_exit_2, remove_temps),
+        cmocka_unit_test(test_pattern_fill_writes_the_pattern_byte_by_byte),
+        cmocka_unit_test(test_pattern_check_finds_any_changed_byte),
+        cmocka_unit_test_teardown(test_pub_size_takes_units, remove_temps),
     };
     return cmocka_run_group_tests_name("memcast command", tests, group_setup, NULL);
 }
