@@ -47,17 +47,34 @@ static int64_t mono_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Every byte depends on the sequence number, so a stale or mixed-up payload shows. */
+/* Every byte depends on the sequence number, so a stale or mixed-up payload shows: byte i
+ * is seq + 31 i (mod 256). That repeats every 256 bytes, so both sides copy and compare a
+ * block at a time: a byte-at-a-time check of 1 MiB took longer than memcast took to
+ * deliver it, and the figures measured the demo. */
+#define BLOCK 256
+
+static size_t make_block(unsigned char *block, size_t size, uint64_t seq)
+{
+    size_t n = size < BLOCK ? size : BLOCK;
+    for (size_t i = 0; i < n; i++)
+        block[i] = (unsigned char)(seq + i * 31u);
+    return n;
+}
+
 static void fill(unsigned char *buf, size_t size, uint64_t seq)
 {
-    for (size_t i = 0; i < size; i++)
-        buf[i] = (unsigned char)(seq + i * 31u);
+    unsigned char block[BLOCK];
+    size_t n = make_block(block, size, seq);
+    for (size_t done = 0; done < size; done += n)
+        memcpy(buf + done, block, size - done < n ? size - done : n);
 }
 
 static bool intact(const unsigned char *buf, size_t size, uint64_t seq)
 {
-    for (size_t i = 0; i < size; i++)
-        if (buf[i] != (unsigned char)(seq + i * 31u))
+    unsigned char block[BLOCK];
+    size_t n = make_block(block, size, seq);
+    for (size_t done = 0; done < size; done += n)
+        if (memcmp(buf + done, block, size - done < n ? size - done : n) != 0)
             return false;
     return true;
 }
