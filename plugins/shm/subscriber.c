@@ -285,6 +285,18 @@ static void report_lost(mc_plugin *p, shm_att *att, uint64_t lost)
         p->host->dropped(p->host->ctx, att->sub->cookie, MC_DROP_OVERRUN, lost);
 }
 
+/* A publisher killed after it grew, whose files a new context reaped before we followed:
+ * nothing is corrupt, but what it wrote in the newer generations cannot be read, nor
+ * counted (their write sequence went with them). Said, so that the loss is not silent. */
+static void att_gone_unread(mc_plugin *p, shm_att *att, uint32_t next)
+{
+    log_at(p, MC_LOG_WARN,
+           "topic '%s': the publisher in pid %d is gone and its segment was removed before we "
+           "read generation %u: what it wrote there is lost, and how much is unknown",
+           att->sub->topic, (int)att->pub_pid, next);
+    att_finish(att);
+}
+
 /* Moves to the generation that replaced the one read to its end. */
 static void att_follow(mc_plugin *p, shm_att *att, uint32_t next)
 {
@@ -295,6 +307,10 @@ static void att_follow(mc_plugin *p, shm_att *att, uint32_t next)
         rc = mapping_open_newest(att, &m, err, sizeof(err));
     else if (rc == MC_EINVAL && next <= att->m.gen)
         snprintf(err, sizeof(err), "next generation %u does not follow %u", next, att->m.gen);
+    if (rc == MC_ENOENT && !mc_shm_owner_alive(att->pub_pid, att->pub_start_time)) {
+        att_gone_unread(p, att, next);
+        return;
+    }
     if (rc != 0) {
         att_drop(p, att, err);
         return;

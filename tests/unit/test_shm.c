@@ -1949,6 +1949,100 @@ static void test_killing_a_publisher_never_hangs_its_subscriber(void **state)
     collector_fini(&c);
 }
 
+/* Publishes message 1, waits for the word, publishes a message larger than its slots
+ * (generation 1), says so, and waits to be killed. */
+static int growing_publisher(int to_parent, int from_parent)
+{
+    mc_context *ctx = child_ctx("", "grown-pub");
+    CHILD_CHECK(ctx != NULL);
+    mc_publisher *pub = NULL;
+    CHILD_CHECK(mc_publisher_create(ctx, "crash/grown", NULL, &pub) == 0);
+    CHILD_CHECK(send_registration(ctx, to_parent));
+    wire_reg w;
+    CHILD_CHECK(receive_registration(ctx, from_parent, &w));
+    char word = 0;
+    CHILD_CHECK(publish_seq(pub, 1, 64) == 0);
+    CHILD_CHECK(read_all(from_parent, &word, 1));
+    CHILD_CHECK(publish_seq(pub, 2, 64 * 1024) == 0);
+    CHILD_CHECK(write_all(to_parent, &word, 1));
+    for (;;)
+        pause();
+}
+
+/* A callback that keeps the first message until released. */
+typedef struct holder {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    uint64_t got;
+    bool release;
+} holder;
+
+static void hold_first(void *user, mc_subscriber *sub, const mc_msg *msg)
+{
+    (void)sub;
+    (void)msg;
+    holder *h = user;
+    pthread_mutex_lock(&h->lock);
+    h->got++;
+    pthread_cond_broadcast(&h->changed);
+    while (h->got == 1 && !h->release)
+        pthread_cond_wait(&h->changed, &h->lock);
+    pthread_mutex_unlock(&h->lock);
+}
+
+static bool holder_wait_first(holder *h)
+{
+    struct timespec deadline = deadline_in(WAIT_SECONDS);
+    pthread_mutex_lock(&h->lock);
+    int rc = 0;
+    while (h->got == 0 && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&h->changed, &h->lock, &deadline);
+    bool ok = h->got > 0;
+    pthread_mutex_unlock(&h->lock);
+    return ok;
+}
+
+/* The publisher grew, was killed, and a new context reaped its files while the subscriber
+ * was still in the old generation: that is a loss to tell (of unknown size), not a
+ * corrupt segment. */
+static void test_a_dead_publishers_reaped_generation_is_a_loss_not_corruption(void **state)
+{
+    (void)state;
+    child ch = child_start(growing_publisher);
+    mc_context *ctx = open_ctx_level("", "info");
+    holder h = {.lock = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER};
+    mc_sub_options o;
+    mc_sub_options_init(&o);
+    o.on_message = hold_first;
+    o.user = &h;
+    mc_subscriber *sub = NULL;
+    assert_int_equal(mc_subscriber_create(ctx, "crash/grown", &o, &sub), 0);
+    wire_reg w;
+    assert_true(receive_registration(ctx, ch.from_child, &w));
+    assert_true(send_registration(ctx, ch.to_child));
+    assert_int_equal(mc_subscriber_matched(sub), 1);
+    assert_true(holder_wait_first(&h));
+    char word = 1;
+    assert_true(write_all(ch.to_child, &word, 1));
+    assert_true(read_all(ch.from_child, &word, 1)); /* generation 1 holds message 2 */
+    child_reap(&ch, SIGKILL);
+    mc_context *reaper = open_ctx_level("", "warn"); /* a start reaps the dead one's files */
+    assert_int_equal(mc_context_close(reaper), 0);
+    char name[MC_LOCATOR_MAX + 1];
+    snprintf(name, sizeof(name), "%.*s", (int)w.locators[0].size, (const char *)w.locators[0].data);
+    assert_false(shm_file_exists(name));
+    logs_clear();
+    pthread_mutex_lock(&h.lock);
+    h.release = true;
+    pthread_cond_broadcast(&h.changed);
+    pthread_mutex_unlock(&h.lock);
+    assert_true(wait_log("is gone", "generation 1: what it wrote there is lost"));
+    assert_int_equal(logs_matching("corrupt", NULL), 0);
+    assert_int_equal(h.got, 1);
+    report_to(ctx, &w, false);
+    assert_int_equal(mc_context_close(ctx), 0);
+}
+
 static int quiet_subscriber(int to_parent, int from_parent)
 {
     mc_context *ctx = child_ctx("", "killed-sub");
@@ -2051,6 +2145,7 @@ int main(void)
         cmocka_unit_test(test_without_segment_wake_nothing_arms_the_segment),
         cmocka_unit_test(test_held_spares_do_not_make_the_writer_wait),
         cmocka_unit_test(test_killing_a_publisher_never_hangs_its_subscriber),
+        cmocka_unit_test(test_a_dead_publishers_reaped_generation_is_a_loss_not_corruption),
         cmocka_unit_test(test_a_killed_subscriber_costs_reliable_sends_no_timeout),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
