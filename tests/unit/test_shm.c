@@ -1906,15 +1906,24 @@ static void test_without_segment_wake_nothing_arms_the_segment(void **state)
     watched_pair_close(&w);
 }
 
+/* In a child: a publisher on topic, matched with the parent's endpoint through the pipes
+ * (registrations both ways); NULL when any step failed. */
+static mc_publisher *child_matched_publisher(const char *name, const char *topic, int to_parent,
+                                             int from_parent)
+{
+    mc_context *ctx = child_ctx("", name);
+    mc_publisher *pub = NULL;
+    wire_reg w;
+    if (ctx == NULL || mc_publisher_create(ctx, topic, NULL, &pub) != 0 ||
+        !send_registration(ctx, to_parent) || !receive_registration(ctx, from_parent, &w))
+        return NULL;
+    return pub;
+}
+
 static int endless_publisher(int to_parent, int from_parent)
 {
-    mc_context *ctx = child_ctx("", "killed-pub");
-    CHILD_CHECK(ctx != NULL);
-    mc_publisher *pub = NULL;
-    CHILD_CHECK(mc_publisher_create(ctx, "crash/pub", NULL, &pub) == 0);
-    CHILD_CHECK(send_registration(ctx, to_parent));
-    wire_reg w;
-    CHILD_CHECK(receive_registration(ctx, from_parent, &w));
+    mc_publisher *pub = child_matched_publisher("killed-pub", "crash/pub", to_parent, from_parent);
+    CHILD_CHECK(pub != NULL);
     for (uint64_t seq = 1;; seq++)
         CHILD_CHECK(publish_seq(pub, seq, 1024) == 0);
 }
@@ -1953,13 +1962,8 @@ static void test_killing_a_publisher_never_hangs_its_subscriber(void **state)
  * (generation 1), says so, and waits to be killed. */
 static int growing_publisher(int to_parent, int from_parent)
 {
-    mc_context *ctx = child_ctx("", "grown-pub");
-    CHILD_CHECK(ctx != NULL);
-    mc_publisher *pub = NULL;
-    CHILD_CHECK(mc_publisher_create(ctx, "crash/grown", NULL, &pub) == 0);
-    CHILD_CHECK(send_registration(ctx, to_parent));
-    wire_reg w;
-    CHILD_CHECK(receive_registration(ctx, from_parent, &w));
+    mc_publisher *pub = child_matched_publisher("grown-pub", "crash/grown", to_parent, from_parent);
+    CHILD_CHECK(pub != NULL);
     char word = 0;
     CHILD_CHECK(publish_seq(pub, 1, 64) == 0);
     CHILD_CHECK(read_all(from_parent, &word, 1));
